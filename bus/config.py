@@ -1,0 +1,25 @@
+"""Loading config.yml the way `nameko run --config` does, for code outside a container
+(invoke tasks, tests, the standalone RPC proxy)."""
+import os
+from pathlib import Path
+
+import yaml
+from nameko.cli.main import setup_yaml_parser
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PATH = PROJECT_ROOT / "config.yml"
+
+
+def load(path=None, **overrides):
+    """Read config.yml with ${VAR:default} substitution from the environment."""
+    setup_yaml_parser()
+    with open(path or os.environ.get("EVENTPOST_CONFIG", DEFAULT_PATH)) as f:
+        config = yaml.safe_load(f)
+    config.update(overrides)
+    return config
+
+
+def setting(config, key, default=None):
+    """A config value, with empty strings treated as unset (``${SMTP_HOST:}``)."""
+    value = config.get(key)
+    return default if value in (None, "") else value

@@ -1,0 +1,90 @@
+"""Message contracts: the events services publish, and who listens to them.
+
+Every message is an envelope ``{event_type, event_id, aggregate_id, version,
+occurred_at, data}``: ``event_id`` lets a consumer drop duplicates, ``version``
+(of the aggregate, counting from 1) lets a projection ignore stale or
+out-of-order deliveries. ``data`` is specific to each event type (below).
+
+``SUBSCRIPTIONS`` is the one list of who consumes what. Publishers declare the
+consumers' queues from it at start-up (an event published to an exchange with no
+bound queue is dropped by RabbitMQ), and ``bus.reliable.subscribe`` names the
+queues the same way, so the two cannot drift apart (tests/unit/test_messages.py).
+"""
+import uuid
+from datetime import datetime, timezone
+
+from marshmallow import Schema, fields
+
+# data of each event type, by (source service, event type). `event` and `user` are
+# the full resource as API.md returns it.
+DATA_FIELDS = {
+    ("users", "user_registered"): ["user"],
+    ("users", "user_email_changed"): ["user", "old_email", "new_email"],
+    ("users", "user_email_removed"): ["user", "email"],
+    ("users", "user_deleted"): ["user_id"],
+    ("events", "event_created"): ["event"],
+    # `changed`: the names of the fields whose value changed in this version.
+    ("events", "event_updated"): ["event", "changed", "previous"],
+    ("events", "event_deleted"): ["event"],
+    # The mailer sends one email per `send_key` at most.
+    ("notifications", "reminder_due"): ["send_key", "notification", "event"],
+    ("notifications", "event_cancelled_notice"): ["send_key", "email", "event", "notifications"],
+    ("mailer", "email_sent"): ["send_key", "notification_id", "sent_at"],
+    ("mailer", "email_failed"): ["send_key", "notification_id", "reason"],
+}
+
+SUBSCRIPTIONS = {
+    ("users", "user_registered"): ["mailer"],
+    ("users", "user_email_changed"): ["notifications"],
+    ("users", "user_email_removed"): ["notifications"],
+    ("users", "user_deleted"): ["notifications"],
+    ("events", "event_created"): ["search", "notifications"],
+    ("events", "event_updated"): ["search", "notifications"],
+    ("events", "event_deleted"): ["search", "notifications"],
+    ("notifications", "reminder_due"): ["mailer"],
+    ("notifications", "event_cancelled_notice"): ["mailer"],
+    ("mailer", "email_sent"): ["notifications"],
+    ("mailer", "email_failed"): ["notifications"],
+}
+
+
+def queue_name(source_service, event_type, consumer_service):
+    return f"evt-{source_service}-{event_type}--{consumer_service}"
+
+
+class Envelope(Schema):
+    event_type = fields.String(required=True)
+    event_id = fields.String(required=True)
+    aggregate_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    occurred_at = fields.String(required=True)
+    data = fields.Dict(required=True)
+
+
+def utc_now():
+    return datetime.now(timezone.utc)
+
+
+def iso(moment):
+    """API.md's output form: UTC with a Z."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # stored datetimes are UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def new_message(source_service, event_type, aggregate_id, version, **data):
+    """Build an envelope; raises if ``data`` does not match the contract."""
+    expected = DATA_FIELDS[(source_service, event_type)]
+    if sorted(data) != sorted(expected):
+        raise ValueError(f"{event_type} carries {expected}, got {sorted(data)}")
+    message = {
+        "event_type": event_type,
+        "event_id": uuid.uuid4().hex,
+        "aggregate_id": str(aggregate_id),
+        "version": int(version),
+        "occurred_at": iso(utc_now()),
+        "data": data,
+    }
+    return Envelope().load(message)

@@ -1,0 +1,43 @@
+"""Each service owns one MongoDB database; this provider gives its workers that database.
+
+One ``MongoClient`` per service container (pymongo pools connections and is safe
+to share between greenthreads). ``prepare`` runs once at start, e.g. to create
+the indexes the service's queries need.
+"""
+from nameko.extensions import DependencyProvider
+from pymongo import MongoClient
+
+from bus.config import setting
+
+
+def connect(config, database_name):
+    """A database handle outside a container (tasks, tests, rebuild tools)."""
+    client = MongoClient(
+        setting(config, "MONGO_URI"), tz_aware=True, serverSelectionTimeoutMS=5000
+    )
+    prefix = setting(config, "MONGO_DATABASE_PREFIX", "")
+    return client, client[f"{prefix}{database_name}"]
+
+
+class Mongo(DependencyProvider):
+    def __init__(self, prepare=None, database_name=None):
+        self.prepare = prepare
+        self.database_name = database_name
+
+    def setup(self):
+        self.client, self.database = connect(
+            self.container.config, self.database_name or self.container.service_name
+        )
+
+    def start(self):
+        if self.prepare:
+            self.prepare(self.database)
+
+    def stop(self):
+        self.client.close()
+
+    def kill(self):
+        self.client.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.database

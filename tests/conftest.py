@@ -1,0 +1,47 @@
+"""Fixtures shared by every test layer.
+
+Nameko needs eventlet's monkey-patching before anything else imports sockets;
+nameko's pytest plugin (``rabbit_config``, ``container_factory``, ``runner_factory``)
+does it when loaded, and we load it here explicitly so plain ``pytest`` works too.
+"""
+import eventlet
+
+eventlet.monkey_patch()  # noqa: E402  (must precede every other import)
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.support.secantus import SecantusProcess  # noqa: E402
+
+pytest_plugins = ["nameko.testing.pytest"]
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory):
+    """A real SecantusDB server over TCP (or MONGO_URI, to test against MongoDB)."""
+    if os.environ.get("TEST_MONGO_URI"):
+        yield os.environ["TEST_MONGO_URI"]
+        return
+    server = SecantusProcess(tmp_path_factory.mktemp("secantus"))
+    server.start()
+    yield server.uri
+    server.stop()
+
+
+@pytest.fixture
+def service_config(rabbit_config, mongo_uri):
+    """Config for services under test: a fresh RabbitMQ vhost and fresh databases."""
+    config = dict(rabbit_config)
+    config.update(
+        MONGO_URI=mongo_uri,
+        MONGO_DATABASE_PREFIX=f"t{uuid.uuid4().hex[:8]}_",
+        JWT_SECRET="test-secret-" + "x" * 32,
+        ACCESS_TOKEN_TTL=3600,
+        RPC_TIMEOUT=5,
+        HANDLER_MAX_ATTEMPTS=3,
+        HANDLER_RETRY_BASE_SECONDS=0.2,
+        serializer="json",
+    )
+    return config
