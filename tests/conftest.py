@@ -1,8 +1,8 @@
 """Fixtures shared by every test layer.
 
-Nameko needs eventlet's monkey-patching before anything else imports sockets;
-nameko's pytest plugin (``rabbit_config``, ``container_factory``, ``runner_factory``)
-does it when loaded, and we load it here explicitly so plain ``pytest`` works too.
+Nameko needs eventlet's monkey-patching before anything else imports sockets.
+Nameko's pytest plugin (``rabbit_config``, ``container_factory``, ``runner_factory``)
+is registered by its package's entry point.
 """
 import eventlet
 
@@ -14,8 +14,6 @@ import uuid  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.support.secantus import SecantusProcess  # noqa: E402
-
-pytest_plugins = ["nameko.testing.pytest"]
 
 
 @pytest.fixture(scope="session")
