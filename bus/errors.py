@@ -4,6 +4,8 @@ A service raises one of these; nameko serialises it with its args and, because e
 class is registered with ``deserialize_to_instance``, the caller (the gateway) gets
 the same class back and maps it to API.md's status and error code.
 """
+import json
+
 from nameko.exceptions import deserialize_to_instance
 
 
@@ -12,9 +14,12 @@ class DomainError(Exception):
     code = "internal_error"
 
     def __init__(self, message="", details=None):
-        super().__init__(message, details or {})
+        # nameko stringifies every non-string arg it sends, so details travel as JSON
+        if isinstance(details, str):
+            details = json.loads(details)
         self.message = message
         self.details = details or {}
+        super().__init__(message, json.dumps(self.details, default=str))
 
 
 @deserialize_to_instance
@@ -50,8 +55,8 @@ class ValidationError(DomainError):
 
     def __init__(self, details=None, message="The request has invalid fields."):
         # args order matches how nameko rebuilds it: cls(*exc_args)
-        if isinstance(details, str):  # rebuilt from RPC: (message, details)
-            message, details = details, message
+        if isinstance(details, str) and isinstance(message, str) and message.startswith("{"):
+            message, details = details, message  # rebuilt from RPC: (message, details)
         super().__init__(message, details)
 
 
