@@ -1,0 +1,65 @@
+"""The user resource as API.md returns it, and the input rules of the users domain.
+
+The gateway checks shape too, but RPC callers are not trusted: every string field is
+loaded here, so a dict such as ``{"$ne": ""}`` becomes a ValidationError naming the
+field and never reaches a Mongo query.
+"""
+from marshmallow import Schema, ValidationError as MarshmallowError, fields, validate, validates_schema
+
+from bus.errors import validation_error
+from bus.messages import iso
+
+USERNAME = validate.Regexp(r"^[a-z0-9_.-]{3,30}$", error="3 to 30 characters of a-z, 0-9, _ . -")
+PASSWORD = validate.Length(min=8, max=256)
+# RFC 5321 caps a forward path at 256 octets including the angle brackets.
+EMAIL_MAX = 254
+
+
+class User(Schema):
+    id = fields.String(attribute="_id")
+    username = fields.String()
+    email = fields.String()
+    secondary_emails = fields.List(fields.String())
+    role = fields.String()
+    created_at = fields.Function(lambda user: iso(user["created_at"]))
+
+
+class Registration(Schema):
+    username = fields.String(required=True, validate=USERNAME)
+    email = fields.Email(required=True, validate=validate.Length(max=EMAIL_MAX))
+    password = fields.String(required=True, validate=PASSWORD)
+
+
+class NewEmail(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=EMAIL_MAX))
+
+
+class KnownEmail(Schema):
+    """An email that must match a stored one: anything else is simply not found."""
+
+    email = fields.String(required=True)
+
+
+class Login(Schema):
+    # Any string may be tried (a wrong one is just wrong credentials); the cap keeps
+    # an attacker from making argon2 hash megabytes.
+    password = fields.String(required=True, validate=validate.Length(max=PASSWORD.max))
+    username = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+
+    @validates_schema
+    def one_identifier(self, data, **kwargs):
+        if (data.get("username") is None) == (data.get("email") is None):
+            raise MarshmallowError("Give either a username or an email.", "username")
+
+
+def load(schema, data):
+    """``data`` loaded by ``schema``, or bus.errors.ValidationError."""
+    try:
+        return schema.load(data)
+    except MarshmallowError as error:
+        raise validation_error(error) from None
+
+
+def dump_user(user):
+    return User().dump(user)

@@ -1,0 +1,66 @@
+"""The users service: accounts, credentials and access tokens (docs/contracts.md).
+
+A thin Nameko class: each RPC runs a handler, then publishes the messages the
+handler stored with its write (the outbox sweeper catches any that a crash leaves).
+"""
+from nameko.dependency_providers import Config
+from nameko.rpc import rpc
+
+from bus.logs import CallContext
+from bus.mongo import Mongo
+from bus.outbox import Outbox
+from services.users import handlers, storage
+
+
+class UsersService:
+    name = "users"
+
+    db = Mongo(prepare=storage.ensure_indexes)
+    outbox = Outbox([storage.USERS])
+    config = Config()
+    context = CallContext()
+
+    @rpc
+    def health(self):
+        self.db.command("ping")
+        return "ok"
+
+    @rpc
+    def register(self, username, email, password):
+        user = handlers.register(self.db, username, email, password)
+        self.outbox(storage.USERS, user["id"])
+        return user
+
+    @rpc
+    def authenticate(self, password, username=None, email=None):
+        return handlers.authenticate(self.db, self.config, password, username, email)
+
+    @rpc
+    def get(self, user_id):
+        return handlers.get(self.db, user_id)
+
+    @rpc
+    def change_email(self, user_id, email):
+        user = handlers.change_email(self.db, user_id, email)
+        self.outbox(storage.USERS, user_id)
+        return user
+
+    @rpc
+    def add_email(self, user_id, email):
+        return handlers.add_email(self.db, user_id, email)  # no event to publish
+
+    @rpc
+    def remove_email(self, user_id, email):
+        handlers.remove_email(self.db, user_id, email)
+        self.outbox(storage.USERS, user_id)
+
+    @rpc
+    def delete(self, user_id):
+        handlers.delete(self.db, user_id)
+        self.outbox(storage.USERS, user_id)
+
+    @rpc
+    def create_admin(self, username, email, password):
+        user = handlers.create_admin(self.db, username, email, password)
+        self.outbox(storage.USERS, user["id"])
+        return user

@@ -1,0 +1,26 @@
+"""Access tokens: HS256 JWTs that the gateway verifies on its own (docs/contracts.md)."""
+import time
+import uuid
+
+import jwt
+
+from bus.config import setting
+
+ALGORITHM = "HS256"
+DEFAULT_TTL = 3600
+
+
+def issue(config, user_id, role):
+    """``{access_token, token_type, expires_in}`` for the user."""
+    secret = setting(config, "JWT_SECRET")
+    if not secret:
+        # A missing secret is a deployment bug; signing with "" would accept forgeries.
+        raise RuntimeError("JWT_SECRET is not configured")
+    ttl = int(setting(config, "ACCESS_TOKEN_TTL", DEFAULT_TTL))
+    now = int(time.time())
+    claims = {"sub": user_id, "role": role, "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex}
+    return {
+        "access_token": jwt.encode(claims, secret, algorithm=ALGORITHM),
+        "token_type": "bearer",
+        "expires_in": ttl,
+    }
