@@ -1,0 +1,298 @@
+"""Every row of API.md's Accounts table, over HTTP, against the system started as `invoke run` starts it."""
+import json
+import uuid
+
+import pytest
+
+
+def new_account(suffix=None):
+    name = f"u_{suffix or uuid.uuid4().hex[:12]}"
+    return {"username": name, "email": f"{name}@example.org", "password": "correct horse 1"}
+
+
+def register(http, account=None):
+    account = account or new_account()
+    response = http.post("/users", json=account)
+    assert response.status_code == 201, response.text
+    return account, response.json()
+
+
+def login(http, account):
+    response = http.post(
+        "/auth/token", json={"username": account["username"], "password": account["password"]}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def assert_error(response, status, code, fields=()):
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["details"], dict)
+    for field in fields:
+        assert field in error["details"], error["details"]
+        assert isinstance(error["details"][field], list) and error["details"][field]
+
+
+# POST /users
+
+
+def test_register_returns_the_user_without_secrets(http):
+    account, user = register(http)
+    assert set(user) == {"id", "username", "email", "secondary_emails", "role", "created_at"}
+    assert user["username"] == account["username"]
+    assert user["email"] == account["email"]
+    assert user["secondary_emails"] == []
+    assert user["role"] == "user"
+    assert user["created_at"].endswith("Z")
+    assert account["password"] not in json.dumps(user)
+
+
+@pytest.mark.parametrize("missing", ["username", "email", "password"])
+def test_register_names_each_missing_field(http, missing):
+    body = new_account()
+    del body[missing]
+    assert_error(http.post("/users", json=body), 422, "validation_error", [missing])
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("username", 123),
+        ("username", "ab"),
+        ("username", "x" * 31),
+        ("username", "Has Space"),
+        ("username", {"$ne": ""}),
+        ("email", "not-an-email"),
+        ("email", ["a@example.org"]),
+        ("email", {"$gt": ""}),
+        ("password", "short7!"),
+        ("password", "x" * 257),
+        ("password", 12345678),
+        ("password", None),
+    ],
+)
+def test_register_rejects_bad_values_and_stores_nothing(http, field, value):
+    body = new_account()
+    body[field] = value
+    assert_error(http.post("/users", json=body), 422, "validation_error", [field])
+    if field != "username":  # nothing stored: the username is still free
+        register(http, {**body, field: new_account()[field]})
+
+
+def test_register_accepts_the_length_boundaries(http):
+    account = new_account()
+    account["username"] = ("b" + uuid.uuid4().hex)[:3]
+    account["password"] = "p" * 8
+    register(http, account)
+    other = new_account()
+    other["username"] = ("c" + uuid.uuid4().hex * 2)[:30]
+    other["password"] = "p" * 256
+    register(http, other)
+
+
+def test_register_refuses_unknown_fields(http):
+    body = {**new_account(), "role": "admin"}
+    assert_error(http.post("/users", json=body), 422, "validation_error", ["role"])
+
+
+@pytest.mark.parametrize(
+    "data, content_type",
+    [
+        ("{not json", "application/json"),
+        ("[1, 2]", "application/json"),
+        ('"a string"', "application/json"),
+        ("username=a&password=b", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_register_with_a_body_that_is_not_a_json_object_is_a_400(http, data, content_type):
+    response = http.post("/users", data=data, headers={"Content-Type": content_type})
+    assert_error(response, 400, "bad_request")
+
+
+def test_register_with_an_oversized_body_is_a_413(http):
+    body = {**new_account(), "password": "x" * (64 * 1024)}
+    assert_error(http.post("/users", json=body), 413, "payload_too_large")
+
+
+def test_duplicate_username_is_a_409_whatever_the_case(http):
+    account, _ = register(http)
+    again = {**new_account(), "username": account["username"]}
+    assert_error(http.post("/users", json=again), 409, "conflict")
+    upper = {**new_account(), "username": account["username"].upper()}
+    response = http.post("/users", json=upper)
+    assert response.status_code in (409, 422)  # upper case is not even a valid username
+
+
+def test_duplicate_email_is_a_409_across_primary_and_secondary_emails(http):
+    account, _ = register(http)
+    clash = {**new_account(), "email": account["email"].upper()}
+    assert_error(http.post("/users", json=clash), 409, "conflict", ["email"])
+
+    headers = login(http, account)
+    secondary = f"second_{uuid.uuid4().hex[:8]}@example.org"
+    assert http.post("/users/me/emails", json={"email": secondary}, headers=headers).status_code == 201
+    clash = {**new_account(), "email": secondary}
+    assert_error(http.post("/users", json=clash), 409, "conflict", ["email"])
+
+
+# POST /auth/token
+
+
+def test_token_by_username_and_by_email(http):
+    account, user = register(http)
+    for credentials in ({"username": account["username"]}, {"email": account["email"]}):
+        response = http.post("/auth/token", json={**credentials, "password": account["password"]})
+        assert response.status_code == 200, response.text
+        token = response.json()
+        assert token["token_type"] == "bearer"
+        assert isinstance(token["expires_in"], int) and token["expires_in"] > 0
+        me = http.get("/users/me", headers={"Authorization": f"Bearer {token['access_token']}"})
+        assert me.json()["id"] == user["id"]
+
+
+def test_wrong_password_and_unknown_user_get_the_same_401(http):
+    account, _ = register(http)
+    wrong = http.post("/auth/token", json={"username": account["username"], "password": "nope" * 3})
+    unknown = http.post("/auth/token", json={"username": "nobody_" + uuid.uuid4().hex[:8],
+                                            "password": "whatever1"})
+    assert_error(wrong, 401, "unauthorized")
+    assert_error(unknown, 401, "unauthorized")
+    assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
+
+
+def test_operator_objects_in_credentials_never_log_in(http):
+    account, _ = register(http)
+    response = http.post("/auth/token", json={"username": account["username"],
+                                              "password": {"$ne": ""}})
+    assert_error(response, 422, "validation_error", ["password"])
+    response = http.post("/auth/token", json={"username": {"$ne": ""}, "password": "x" * 9})
+    assert_error(response, 422, "validation_error", ["username"])
+
+
+def test_repeated_failed_logins_are_rate_limited_with_retry_after(http):
+    account, _ = register(http)
+    statuses = []
+    for _ in range(10):
+        response = http.post("/auth/token", json={"username": account["username"],
+                                                  "password": "wrong-password"})
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+    assert statuses[0] == 401
+    assert_error(response, 429, "rate_limited")
+    assert int(response.headers["Retry-After"]) > 0
+    # even the right password waits now
+    right = http.post("/auth/token", json={"username": account["username"],
+                                           "password": account["password"]})
+    assert_error(right, 429, "rate_limited")
+
+
+# GET /users/me
+
+
+def test_me_needs_a_valid_bearer_token(http):
+    assert_error(http.get("/users/me"), 401, "unauthorized")
+    assert_error(http.get("/users/me", headers={"Authorization": "Bearer garbage"}),
+                 401, "unauthorized")
+    assert_error(http.get("/users/me", headers={"Authorization": "Basic dXNlcjpwYXNz"}),
+                 401, "unauthorized")
+
+
+def test_me_returns_the_caller(http):
+    account, user = register(http)
+    response = http.get("/users/me", headers=login(http, account))
+    assert response.status_code == 200
+    assert response.json() == user
+
+
+# PATCH /users/me
+
+
+def test_change_primary_email(http):
+    account, _ = register(http)
+    headers = login(http, account)
+    new_email = f"new_{uuid.uuid4().hex[:8]}@example.org"
+    response = http.patch("/users/me", json={"email": new_email}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["email"] == new_email
+    assert http.get("/users/me", headers=headers).json()["email"] == new_email
+    by_email = http.post("/auth/token", json={"email": new_email, "password": account["password"]})
+    assert by_email.status_code == 200
+
+
+def test_change_primary_email_to_a_taken_or_bad_one(http):
+    other, _ = register(http)
+    account, _ = register(http)
+    headers = login(http, account)
+    assert_error(http.patch("/users/me", json={"email": other["email"]}, headers=headers),
+                 409, "conflict", ["email"])
+    assert_error(http.patch("/users/me", json={"email": "bad"}, headers=headers),
+                 422, "validation_error", ["email"])
+    assert_error(http.patch("/users/me", json={"email": {"$ne": ""}}, headers=headers),
+                 422, "validation_error", ["email"])
+    assert_error(http.patch("/users/me", json={}, headers=headers), 422, "validation_error")
+    assert http.get("/users/me", headers=headers).json()["email"] == account["email"]
+
+
+# POST /users/me/emails and DELETE /users/me/emails/{email}
+
+
+def test_add_and_remove_a_secondary_email(http):
+    account, _ = register(http)
+    headers = login(http, account)
+    secondary = f"alt_{uuid.uuid4().hex[:8]}@example.org"
+    response = http.post("/users/me/emails", json={"email": secondary}, headers=headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["secondary_emails"] == [secondary]
+    assert_error(http.post("/users/me/emails", json={"email": secondary}, headers=headers),
+                 409, "conflict", ["email"])
+
+    response = http.delete(f"/users/me/emails/{secondary}", headers=headers)
+    assert response.status_code == 204
+    assert response.content == b""
+    assert http.get("/users/me", headers=headers).json()["secondary_emails"] == []
+    assert_error(http.delete(f"/users/me/emails/{secondary}", headers=headers), 404, "not_found")
+
+
+def test_add_email_rejects_bad_input(http):
+    account, _ = register(http)
+    headers = login(http, account)
+    for body, field in (({}, "email"), ({"email": "nope"}, "email"), ({"email": 5}, "email")):
+        assert_error(http.post("/users/me/emails", json=body, headers=headers),
+                     422, "validation_error", [field])
+    assert_error(http.post("/users/me/emails", data="[]",
+                           headers={**headers, "Content-Type": "application/json"}),
+                 400, "bad_request")
+
+
+def test_removing_another_users_email_is_a_404(http):
+    other, _ = register(http)
+    account, _ = register(http)
+    assert_error(http.delete(f"/users/me/emails/{other['email']}", headers=login(http, account)),
+                 404, "not_found")
+
+
+# DELETE /users/me
+
+
+def test_delete_account_revokes_the_token_and_frees_the_username(http):
+    account, _ = register(http)
+    headers = login(http, account)
+    response = http.delete("/users/me", headers=headers)
+    assert response.status_code == 204
+    assert_error(http.get("/users/me", headers=headers), 401, "unauthorized")
+    assert_error(http.post("/auth/token", json={"username": account["username"],
+                                                "password": account["password"]}),
+                 401, "unauthorized")
+    register(http, account)  # username and email are free again
+
+
+# the error format everywhere
+
+
+def test_unknown_routes_and_methods_use_the_error_format(http):
+    assert_error(http.get("/no/such/route"), 404, "not_found")
+    assert_error(http.put("/users/me", json={}), 405, "method_not_allowed")
