@@ -1,0 +1,272 @@
+"""HTTP mechanics of the gateway: JSON bodies in, JSON (and JSON errors) out, and auth.
+
+Every response with status >= 400 has API.md's body
+``{"error": {"code", "message", "details"}}``: errors raised by a route or by a
+backing service (bus.errors, which survive RPC) map to their status and code, the
+URL map's own 404/405 are answered by ``JsonWsgiApp``, and anything else is a bug:
+500 ``internal_error``, logged with its traceback.
+"""
+import json
+import logging
+
+import jwt
+from nameko.exceptions import ConfigurationError
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.wrappers import Request, Response
+
+from bus.config import setting
+from bus.errors import (
+    BadRequest,
+    DomainError,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
+from services.gateway.rpc import TimedRpcProxy
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+JSON_TYPE = "application/json"
+INTERNAL_ERROR_MESSAGE = "Something went wrong on our side; it has been logged."
+
+
+# --- responses ---------------------------------------------------------------------
+
+def json_response(payload, status=200, headers=None):
+    return Response(json.dumps(payload), status=status, headers=headers, mimetype=JSON_TYPE)
+
+
+def error_body(code, message, details=None):
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(status, code, message, details=None, headers=None):
+    return json_response(error_body(code, message, details), status, headers)
+
+
+def domain_error_response(error):
+    headers = {}
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(error.status, error.code, error.message, error.details, headers)
+
+
+def exception_response(exc):
+    """The JSON response for anything a request raised; only bugs become 500."""
+    if isinstance(exc, DomainError) and exc.status != DomainError.status:
+        if isinstance(exc, Unavailable):
+            log.warning("answering 503: %s %s", exc.message, exc.details)
+        return domain_error_response(exc)
+    if isinstance(exc, HTTPException):
+        return http_exception_response(exc)
+    log.error("internal error: %r", exc, exc_info=exc)
+    return error_response(500, "internal_error", INTERNAL_ERROR_MESSAGE)
+
+
+HTTP_CODES = {
+    400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def http_exception_response(exc):
+    """werkzeug's own errors (no route, wrong method) in API.md's error format."""
+    if exc.code < 400:  # a redirect is not an error: let werkzeug answer it
+        return exc.get_response()
+    headers = {}
+    details = {}
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
+        details["allowed"] = list(exc.valid_methods)
+    code = HTTP_CODES.get(exc.code, exc.name.lower().replace(" ", "_"))
+    message = {
+        404: "There is no such resource.",
+        405: "This resource does not support that method.",
+    }.get(exc.code, exc.name + ".")
+    return error_response(exc.code, code, message, details, headers)
+
+
+# --- request bodies ----------------------------------------------------------------
+
+class PayloadTooLarge(DomainError):
+    # only the gateway raises it, so it is not registered for RPC
+    status, code = 413, "payload_too_large"
+
+
+def has_body(request):
+    chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    return chunked or bool(request.content_length)
+
+
+def read_json_object(request):
+    """The request body as a dict, or None without a body.
+
+    Reads at most 64 KiB + 1 bytes whatever Content-Length says (chunked bodies have
+    none), so a client can never make us buffer more than that.
+    """
+    if not has_body(request):
+        return None
+    if request.mimetype != JSON_TYPE:
+        raise BadRequest(
+            "The body must be JSON, sent with Content-Type: application/json.",
+            {"content_type": request.content_type or None},
+        )
+    too_large = PayloadTooLarge(
+        f"The body is over {MAX_BODY_BYTES} bytes.", {"max_bytes": MAX_BODY_BYTES}
+    )
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise too_large
+    # werkzeug hides chunked bodies (eventlet does not set wsgi.input_terminated), so
+    # read eventlet's input, which stops at Content-Length or the last chunk.
+    data = request.environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+    if len(data) > MAX_BODY_BYTES:
+        raise too_large
+    try:
+        body = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise BadRequest("The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+# --- the entrypoint ----------------------------------------------------------------
+
+class JsonWsgiApp(WsgiApp):
+    """nameko's WsgiApp, with the URL map's 404/405 (and any crash) answered in JSON."""
+
+    def __call__(self, environ, start_response):
+        request = Request(environ, shallow=True)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, values = adapter.match()
+            request.path_values = values
+            response = provider.handle_request(request)
+        except Exception as exc:  # HTTPException from match(), or a bug
+            response = exception_response(exc)
+        return response(environ, start_response)
+
+
+class JsonWebServer(WebServer):
+    # a subclass is its own shared extension: the gateway's routes all use this one
+    def get_wsgi_app(self):
+        return JsonWsgiApp(self)
+
+
+class HttpEntrypoint(HttpRequestHandler):
+    """``@http(method, url)``: a route whose worker returns JSON-able values.
+
+    POST/PUT/PATCH routes receive the parsed body as ``body``; a request with a
+    body on any route must be JSON (object, <= 64 KiB). A route returns a payload
+    (200), ``(status, payload)``, or None (204, empty body).
+    """
+
+    server = JsonWebServer()
+
+    def __init__(self, method, url, expected_exceptions=DomainError, **kwargs):
+        super().__init__(method, url, expected_exceptions=expected_exceptions, **kwargs)
+
+    def get_entrypoint_parameters(self, request):
+        args, kwargs = super().get_entrypoint_parameters(request)
+        body = read_json_object(request)
+        if self.method in BODY_METHODS:
+            if body is None:
+                raise BadRequest("This request needs a JSON object body.")
+            kwargs = dict(kwargs, body=body)
+        return args, kwargs
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(status=204)
+        status, payload = result if isinstance(result, tuple) else (200, result)
+        return json_response(payload, status)
+
+    def response_from_exception(self, exc):
+        return exception_response(exc)
+
+
+http = HttpEntrypoint.decorator
+
+
+# --- auth --------------------------------------------------------------------------
+
+class TokenVerifier:
+    """Checks ``Authorization: Bearer <jwt>``: HS256, signed with JWT_SECRET, unexpired."""
+
+    def __init__(self, secret):
+        self.secret = secret
+
+    def claims(self, authorization):
+        if not authorization:
+            raise Unauthorized("A bearer token is required.")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+            raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+        try:
+            claims = jwt.decode(
+                token.strip(), self.secret, algorithms=["HS256"],
+                options={"require": ["sub", "exp"]},
+            )
+        except jwt.InvalidTokenError:
+            raise Unauthorized("The bearer token is invalid or expired.") from None
+        if not isinstance(claims["sub"], str):
+            raise Unauthorized("The bearer token is invalid or expired.")
+        return claims
+
+
+class Caller:
+    """Who is calling: the token's claims, checked against the users service."""
+
+    def __init__(self, verifier, users):
+        self.verifier = verifier
+        self.users = users
+
+    def user(self, request):
+        """The caller's user resource; 401 unless the token is valid and the account exists."""
+        return self._authenticate(request)[0]
+
+    def admin(self, request):
+        """As ``user``, and 403 unless the token was issued to an admin."""
+        user, claims = self._authenticate(request)
+        if claims.get("role") != "admin":
+            raise Forbidden("This needs an admin account.")
+        return user
+
+    def _authenticate(self, request):
+        claims = self.verifier.claims(request.headers.get("Authorization"))
+        try:
+            user = self.users.get(claims["sub"])
+        except NotFound:  # deleted since the token was issued: it stops working
+            raise Unauthorized("The account of this token no longer exists.") from None
+        return user, claims
+
+
+class Auth(TimedRpcProxy):
+    """Dependency: ``self.auth.user(request)`` / ``self.auth.admin(request)``."""
+
+    def __init__(self, **options):
+        super().__init__("users", **options)
+
+    def setup(self):
+        super().setup()
+        secret = setting(self.container.config, "JWT_SECRET")
+        if not secret:  # an empty key would make any token signed with "" valid
+            raise ConfigurationError("JWT_SECRET is not set")
+        self.verifier = TokenVerifier(secret)
+
+    def get_dependency(self, worker_ctx):
+        return Caller(self.verifier, super().get_dependency(worker_ctx))

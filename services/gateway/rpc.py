@@ -1,0 +1,69 @@
+"""RPC from the gateway, always under a timeout.
+
+Nameko's in-service ``RpcProxy`` waits forever for a reply. The gateway must answer
+every HTTP request, so each call here waits at most ``RPC_TIMEOUT`` seconds and a
+service that is slow, stuck or not running at all becomes ``Unavailable`` (503).
+Typed errors the service raised (bus.errors) pass through unchanged.
+"""
+import eventlet
+from nameko.exceptions import UnknownService
+from nameko.rpc import RpcProxy
+
+from bus.config import setting
+from bus.errors import Unavailable
+
+DEFAULT_TIMEOUT = 5.0
+
+
+def unavailable(service):
+    return Unavailable(f"The {service} service did not answer in time.", {"service": service})
+
+
+def call(method_proxy, service, timeout, *args, **kwargs):
+    """Call ``method_proxy`` and wait for its reply for at most ``timeout`` seconds."""
+    timer = eventlet.Timeout(timeout)
+    try:
+        # publishing is inside the timer too: a broker that stalls must not hang us
+        return method_proxy.call_async(*args, **kwargs).result()
+    except eventlet.Timeout as expired:
+        if expired is not timer:  # someone else's timer: not ours to handle
+            raise
+        raise unavailable(service) from None
+    except UnknownService:  # no consumer on the queue: nothing will ever answer
+        raise unavailable(service) from None
+    finally:
+        timer.cancel()
+
+
+class TimedServiceProxy:
+    """``proxy.method(*args)`` calls ``service.method`` with the timeout applied."""
+
+    def __init__(self, service_proxy, service, timeout):
+        self._proxy = service_proxy
+        self._service = service
+        self._timeout = timeout
+
+    def __getattr__(self, method):
+        method_proxy = getattr(self._proxy, method)
+
+        def timed(*args, **kwargs):
+            return call(method_proxy, self._service, self._timeout, *args, **kwargs)
+
+        return timed
+
+    def within(self, seconds):
+        """The same proxy with a shorter timeout (health checks)."""
+        return TimedServiceProxy(self._proxy, self._service, min(seconds, self._timeout))
+
+
+class TimedRpcProxy(RpcProxy):
+    """An ``RpcProxy`` whose calls give up after ``RPC_TIMEOUT`` seconds (config)."""
+
+    def setup(self):
+        super().setup()
+        self.timeout = float(setting(self.container.config, "RPC_TIMEOUT", DEFAULT_TIMEOUT))
+
+    def get_dependency(self, worker_ctx):
+        return TimedServiceProxy(
+            super().get_dependency(worker_ctx), self.target_service, self.timeout
+        )
