@@ -1,0 +1,159 @@
+"""Commands on the write model, as plain functions of a database.
+
+Each command validates its input, writes the event and its outgoing message in
+one atomic update (bus.outbox) and returns the event as API.md shows it. The
+service then asks the outbox to publish; if that fails the sweeper does it.
+"""
+import re
+import uuid
+from datetime import timezone
+
+from marshmallow import ValidationError as SchemaError
+
+from bus.errors import NotFound, ValidationError, validation_error
+from bus.messages import iso, new_message, utc_now
+from services.events import storage
+from services.events.schemas import EventFields
+
+WRITABLE = ("title", "description", "topics", "starts_at", "ends_at", "timezone", "place",
+            "organizer", "status")
+TIMES = ("starts_at", "ends_at")
+ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+# Optimistic concurrency: an update that lost a race re-reads and tries again.
+UPDATE_ATTEMPTS = 5
+
+_schema = EventFields()
+
+
+def create(db, fields):
+    values = _load(fields, partial=False)
+    _check_times(values, values)
+    now = _now()
+    document = {"_id": uuid.uuid4().hex, **values, "version": 1, "created_at": now,
+                "updated_at": now}
+    event = to_resource(document)
+    message = new_message("events", "event_created", document["_id"], 1, event=event)
+    storage.insert(db, document, message)
+    return event
+
+
+def update(db, event_id, changes):
+    values = _load(changes, partial=True)
+    for _ in range(UPDATE_ATTEMPTS):
+        document = _find(db, event_id)
+        updated = {**document, **values, "version": document["version"] + 1,
+                   "updated_at": _now()}
+        _check_times(updated, values)
+        before, after = to_resource(document), to_resource(updated)
+        changed = [field for field in WRITABLE if before[field] != after[field]]
+        message = new_message(
+            "events", "event_updated", event_id, updated["version"], event=after,
+            changed=changed, previous={field: before[field] for field in changed},
+        )
+        fields = {field: updated[field] for field in (*values, "version", "updated_at")}
+        if storage.replace_version(db, event_id, document["version"], {"$set": fields}, message):
+            return after
+    raise RuntimeError(f"event {event_id} kept changing; gave up after {UPDATE_ATTEMPTS} tries")
+
+
+def delete(db, event_id):
+    for _ in range(UPDATE_ATTEMPTS):
+        document = _find(db, event_id)
+        # Deleting is a new version too, so a projection can tell it from older updates.
+        version = document["version"] + 1
+        now = _now()
+        event = to_resource({**document, "version": version, "updated_at": now})
+        message = new_message("events", "event_deleted", event_id, version, event=event)
+        tombstone = {"deleted": True, "deleted_at": now, "version": version, "updated_at": now}
+        if storage.replace_version(db, event_id, document["version"], {"$set": tombstone},
+                                   message):
+            return None
+    raise RuntimeError(f"event {event_id} kept changing; gave up after {UPDATE_ATTEMPTS} tries")
+
+
+def get(db, event_id):
+    return to_resource(_find(db, event_id))
+
+
+def all_events(db, after_id=None, limit=500):
+    """A page of live events ordered by id, for rebuilding read models."""
+    if after_id is not None and not isinstance(after_id, str):
+        raise ValidationError({"after_id": ["Not a valid id."]})
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise ValidationError({"limit": ["Must be an integer between 1 and 1000."]})
+    return [to_resource(document) for document in storage.page_after(db, after_id, limit)]
+
+
+def count(db):
+    return storage.count_live(db)
+
+
+def to_resource(document):
+    """The event exactly as API.md returns it."""
+    return {
+        "id": document["_id"],
+        "title": document["title"],
+        "description": document["description"],
+        "topics": list(document["topics"]),
+        "starts_at": iso(document["starts_at"]),
+        "ends_at": iso(document.get("ends_at")),
+        "timezone": document["timezone"],
+        "place": _place(document.get("place")),
+        "organizer": document.get("organizer"),
+        "status": document["status"],
+        "version": document["version"],
+        "created_at": iso(document["created_at"]),
+        "updated_at": iso(document["updated_at"]),
+    }
+
+
+def _place(place):
+    if place is None:
+        return None
+    return {"name": place["name"], "address": place.get("address"),
+            "lat": float(place["lat"]), "lng": float(place["lng"])}
+
+
+def _load(data, partial):
+    if not isinstance(data, dict):
+        raise ValidationError({"_schema": ["Expected an object of event fields."]})
+    try:
+        values = _schema.load(data, partial=partial)
+    except SchemaError as error:
+        raise validation_error(error) from error
+    for field in TIMES:
+        if values.get(field) is not None:
+            values[field] = _utc(values[field])
+    if values.get("place") is not None:
+        place = values["place"]
+        values["place"] = {**place, "lat": float(place["lat"]), "lng": float(place["lng"])}
+    if "topics" in values:
+        values["topics"] = list(dict.fromkeys(values["topics"]))  # drop repeats, keep order
+    return values
+
+
+def _check_times(event, given):
+    """ends_at must follow starts_at, including after a PATCH that moves only one."""
+    if event.get("ends_at") is not None and event["ends_at"] <= event["starts_at"]:
+        if "ends_at" in given:
+            raise ValidationError({"ends_at": ["Must be after starts_at."]})
+        raise ValidationError({"starts_at": ["Must be before the event's ends_at."]})
+
+
+def _find(db, event_id):
+    if not isinstance(event_id, str) or not ID_PATTERN.fullmatch(event_id):
+        raise NotFound("No such event.")
+    document = storage.find_live(db, event_id)
+    if document is None:
+        raise NotFound("No such event.")
+    return document
+
+
+def _utc(moment):
+    # MongoDB keeps milliseconds; truncating first makes what we return equal what we store.
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _now():
+    return _utc(utc_now())

@@ -1,0 +1,51 @@
+"""The write model: one document per event in the `events` collection.
+
+Times are stored as UTC datetimes. A deleted event stays as a tombstone
+(`deleted: True`) so its outgoing `event_deleted` message lives in the same
+document until the outbox has published it.
+"""
+from pymongo import ASCENDING
+
+from bus.outbox import outgoing
+
+COLLECTION = "events"
+LIVE = {"deleted": {"$ne": True}}
+
+
+def ensure_indexes(db):
+    # The outbox sweeper looks for documents with old pending messages.
+    db[COLLECTION].create_index([("pending_events.0.occurred_at", ASCENDING)], sparse=True)
+
+
+def find_live(db, event_id):
+    return db[COLLECTION].find_one({"_id": event_id, **LIVE})
+
+
+def insert(db, document, message):
+    """Store a new event and its outgoing message in one atomic write."""
+    db[COLLECTION].update_one(
+        {"_id": document["_id"]}, {"$setOnInsert": document, **outgoing(message)}, upsert=True
+    )
+
+
+def replace_version(db, event_id, version, changes, message):
+    """Apply ``changes`` (a MongoDB update) if the event is still at ``version``,
+    storing ``message`` in its outbox in the same atomic write. False if it moved on."""
+    update = {**changes, **outgoing(message)}
+    result = db[COLLECTION].update_one({"_id": event_id, "version": version, **LIVE}, update)
+    return result.modified_count == 1
+
+
+def page_after(db, after_id, limit):
+    query = dict(LIVE)
+    if after_id is not None:
+        query["_id"] = {"$gt": after_id}
+    return list(db[COLLECTION].find(query, {"pending_events": 0}).sort("_id", ASCENDING).limit(limit))
+
+
+def count_live(db):
+    return db[COLLECTION].count_documents(LIVE)
+
+
+def ping(db):
+    db.command("ping")
