@@ -1,0 +1,437 @@
+"""The shape of every request and resource of API.md, as marshmallow schemas.
+
+Request schemas check shape only (types, lengths, ranges, RFC 3339 times) and
+normalise (times to UTC ``Z``, topics trimmed and lower-cased); the services
+enforce the domain rules. Unknown fields are rejected, and a string field never
+accepts anything but a string (no ``{"$ne": ""}`` reaching a query). Resource
+schemas document the responses in /openapi.json.
+"""
+import re
+import zoneinfo
+from datetime import datetime, timezone
+
+from marshmallow import RAISE, Schema, fields, post_load, pre_load, validates_schema
+from marshmallow import ValidationError as FieldError
+from marshmallow.validate import Length, OneOf, Range, Regexp
+
+from bus.errors import ValidationError, validation_error
+from bus.messages import iso, utc_now
+
+USERNAME_PATTERN = r"^[a-z0-9_.-]{3,30}$"
+EVENT_STATUSES = ["scheduled", "cancelled"]
+NOTIFICATION_STATUSES = ["scheduled", "sent", "failed", "cancelled"]
+MAX_SNOOZE_MINUTES = 7 * 24 * 60
+# Ten years: far beyond any real reminder, and keeps the arithmetic in range.
+MAX_BEFORE_MINUTES = 10 * 366 * 24 * 60
+MAX_RADIUS_KM = 500
+DEFAULT_RADIUS_KM = 10.0
+TIMEZONES = frozenset(zoneinfo.available_timezones())
+
+RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+TIME_MESSAGE = "Must be an RFC 3339 time with an offset, e.g. 2026-12-05T20:30:00+01:00."
+
+
+def parse_time(value):
+    """An aware datetime from an RFC 3339 string (with offset), else ValueError."""
+    if not RFC3339.match(value):
+        raise ValueError(value)
+    return datetime.fromisoformat(value.upper()).astimezone(timezone.utc)
+
+
+# --- fields --------------------------------------------------------------------------
+
+class Time(fields.String):
+    """RFC 3339 with an offset in, UTC ``...Z`` string out."""
+
+    def __init__(self, in_query=False, **kwargs):
+        kwargs.setdefault("metadata", {})["format"] = "date-time"
+        super().__init__(**kwargs)
+        self.in_query = in_query
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if self.in_query:
+            # an unencoded "+01:00" in a URL arrives as " 01:00": read it as meant
+            text = re.sub(r"(T\d{2}:\d{2}:\d{2}(?:\.\d+)?) (\d{2}:\d{2})$", r"\1+\2", text)
+        try:
+            return iso(parse_time(text))
+        except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved to UTC
+            raise FieldError(TIME_MESSAGE) from None
+
+
+class Number(fields.Float):
+    """A JSON number: unlike Float, a numeric string is not accepted."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Topic(fields.String):
+    """Trimmed and lower-cased, then checked for length."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip().lower()
+
+
+class LatLng(fields.String):
+    """``near=lat,lng`` -> ``{"lat": .., "lng": ..}``."""
+
+    MESSAGE = "Must be lat,lng with lat in -90..90 and lng in -180..180, e.g. 48.85,2.35."
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            lat, lng = (float(part) for part in text.split(","))
+        except ValueError:
+            raise FieldError(self.MESSAGE) from None
+        if not (-90 <= lat <= 90 and -180 <= lng <= 180):  # also false for nan
+            raise FieldError(self.MESSAGE)
+        return {"lat": lat, "lng": lng}
+
+
+def not_blank(value):
+    if not value.strip():
+        raise FieldError("Must not be blank.")
+
+
+def is_timezone(value):
+    if value not in TIMEZONES:
+        raise FieldError("Must be an IANA time zone name, e.g. Europe/Paris.")
+
+
+def email_field(**kwargs):
+    return fields.Email(validate=Length(max=254), **kwargs)
+
+
+def one_of(data, first, second, required):
+    """Errors unless exactly one (``required``) or at most one of two fields is given."""
+    given = [name for name in (first, second) if name in data]
+    if len(given) == 2:
+        message = f"Give either {first} or {second}, not both."
+    elif required and not given:
+        message = f"Give one of {first} or {second}."
+    else:
+        return
+    raise FieldError({first: [message], second: [message]})
+
+
+# --- request bodies ------------------------------------------------------------------
+
+class Body(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class Registration(Body):
+    username = fields.String(
+        required=True,
+        validate=Regexp(USERNAME_PATTERN, error="Must be 3 to 30 of a-z, 0-9, '_', '.' and '-'."),
+    )
+    email = email_field(required=True)
+    password = fields.String(required=True, validate=Length(8, 256), load_only=True)
+
+
+class Credentials(Body):
+    """Login by username or email. Shape only: a wrong one is a 401 from users."""
+
+    username = fields.String(validate=Length(1, 256))
+    email = fields.String(validate=Length(1, 256))
+    password = fields.String(required=True, validate=Length(1, 256), load_only=True)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _username_or_email(self, data, **kwargs):
+        one_of(data, "username", "email", required=True)
+
+
+class EmailAddress(Body):
+    email = email_field(required=True)
+
+
+class Place(Body):
+    name = fields.String(required=True, validate=[Length(1, 200), not_blank])
+    address = fields.String(allow_none=True, load_default=None, validate=Length(max=500))
+    lat = Number(required=True, validate=Range(-90, 90))
+    lng = Number(required=True, validate=Range(-180, 180))
+
+
+class EventFields(Body):
+    title = fields.String(validate=[Length(1, 120), not_blank])
+    description = fields.String(validate=Length(max=4000))
+    topics = fields.List(Topic(validate=Length(1, 40)), validate=Length(1, 10))
+    starts_at = Time()
+    ends_at = Time(allow_none=True)
+    timezone = fields.String(validate=is_timezone)
+    place = fields.Nested(Place, allow_none=True)
+    organizer = fields.String(allow_none=True, validate=Length(1, 200))
+    status = fields.String(validate=OneOf(EVENT_STATUSES))
+
+    @validates_schema(skip_on_field_errors=False)
+    def _ends_after_start(self, data, **kwargs):
+        starts_at, ends_at = data.get("starts_at"), data.get("ends_at")
+        if starts_at and ends_at and parse_time(ends_at) <= parse_time(starts_at):
+            raise FieldError({"ends_at": ["Must be after starts_at."]})
+
+    @post_load
+    def _unique_topics(self, data, **kwargs):
+        if "topics" in data:  # "Music" and "music " are one topic once normalised
+            data["topics"] = list(dict.fromkeys(data["topics"]))
+        return data
+
+
+class EventCreate(EventFields):
+    title = fields.String(required=True, validate=[Length(1, 120), not_blank])
+    starts_at = Time(required=True)
+    description = fields.String(load_default="", validate=Length(max=4000))
+    topics = fields.List(
+        Topic(validate=Length(1, 40)), load_default=list, validate=Length(1, 10)
+    )
+    ends_at = Time(allow_none=True, load_default=None)
+    timezone = fields.String(load_default="UTC", validate=is_timezone)
+    place = fields.Nested(Place, allow_none=True, load_default=None)
+    organizer = fields.String(allow_none=True, load_default=None, validate=Length(1, 200))
+    status = fields.String(load_default="scheduled", validate=OneOf(EVENT_STATUSES))
+
+
+class EventChanges(EventFields):
+    @validates_schema
+    def _not_empty(self, data, **kwargs):
+        if not data:
+            raise FieldError("Give at least one field to change.")
+
+
+class NotificationFields(Body):
+    remind_at = Time()
+    before_minutes = fields.Integer(strict=True, validate=Range(0, MAX_BEFORE_MINUTES))
+    email = email_field()
+    subject = fields.String(validate=[Length(1, 200), not_blank])
+    message = fields.String(allow_none=True, validate=Length(max=2000))
+
+
+class NotificationCreate(NotificationFields):
+    event_id = fields.String(required=True, validate=Length(1, 200))
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _one_time(self, data, original, **kwargs):
+        # judged on what was sent, so an invalid remind_at still counts as given
+        one_of(original, "remind_at", "before_minutes", required=True)
+
+
+class NotificationChanges(NotificationFields):
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _at_most_one_time(self, data, original, **kwargs):
+        one_of(original, "remind_at", "before_minutes", required=False)
+
+    @validates_schema
+    def _not_empty(self, data, **kwargs):
+        if not data:
+            raise FieldError("Give at least one field to change.")
+
+
+class Snooze(Body):
+    minutes = fields.Integer(required=True, strict=True, validate=Range(1, MAX_SNOOZE_MINUTES))
+
+
+# --- query strings -------------------------------------------------------------------
+
+class Query(Schema):
+    """Query parameters; each given once unless listed in ``repeatable``."""
+
+    repeatable = ()
+
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=20, validate=Range(1, 100))
+    cursor = fields.String(validate=Length(1, 2000))
+
+
+class EventSearch(Query):
+    repeatable = ("topic",)
+
+    topic = fields.List(
+        Topic(validate=Length(1, 40)), validate=Length(max=50),
+        metadata={"description": "Repeatable or comma-separated; any of them matches."},
+    )
+    q = fields.String(
+        validate=Length(max=500),
+        metadata={"description": "Words that must all appear (case-insensitive)."},
+    )
+    from_ = Time(in_query=True, data_key="from",
+                 metadata={"description": "Events starting at or after; default now."})
+    to = Time(in_query=True, metadata={"description": "Events starting before."})
+    near = LatLng(metadata={"description": "lat,lng, e.g. 48.85,2.35"})
+    radius_km = fields.Float(
+        load_default=DEFAULT_RADIUS_KM,
+        validate=Range(0, MAX_RADIUS_KM, min_inclusive=False),
+    )
+    status = fields.String(load_default="scheduled", validate=OneOf([*EVENT_STATUSES, "all"]))
+    sort = fields.String(load_default="starts_at", validate=OneOf(["starts_at", "distance"]))
+
+    @pre_load
+    def _split_topics(self, data, **kwargs):
+        if "topic" in data:
+            data = dict(data, topic=[
+                part for value in data["topic"] for part in str(value).split(",")
+                if part.strip()
+            ])
+        return data
+
+    @validates_schema(skip_on_field_errors=False)
+    def _consistent(self, data, **kwargs):
+        errors = {}
+        if data.get("sort") == "distance" and "near" not in data:
+            errors["sort"] = ["Sorting by distance needs near=lat,lng."]
+        start, end = data.get("from_"), data.get("to")
+        if start and end and parse_time(end) <= parse_time(start):
+            errors["to"] = ["Must be after from."]
+        if errors:
+            raise FieldError(errors)
+
+    @post_load
+    def _as_query(self, data, **kwargs):
+        """The ``query`` argument of search.search (docs/contracts.md)."""
+        words = [word.lower() for word in data.get("q", "").split()]
+        return {
+            "topics": data.get("topic") or None,
+            "words": words or None,
+            "from": data.get("from_") or iso(utc_now()),
+            "to": data.get("to"),
+            "near": data.get("near"),
+            "radius_km": data["radius_km"],
+            "status": data["status"],
+            "sort": data["sort"],
+            "limit": data["limit"],
+            "cursor": data.get("cursor"),
+        }
+
+
+class NotificationFilter(Query):
+    status = fields.String(validate=OneOf(NOTIFICATION_STATUSES))
+    event_id = fields.String(validate=Length(1, 200))
+
+    @post_load
+    def _as_filters(self, data, **kwargs):
+        """The ``filters`` argument of notifications.list."""
+        return {name: data.get(name) for name in ("status", "event_id", "limit", "cursor")}
+
+
+# --- loading -------------------------------------------------------------------------
+
+def load(schema, data):
+    """``data`` checked and normalised by ``schema``; 422 ValidationError otherwise."""
+    try:
+        return schema.load(data)
+    except FieldError as error:
+        raise validation_error(error) from None
+
+
+def load_query(schema, args):
+    """As ``load``, for a werkzeug MultiDict of query parameters."""
+    data, repeated = {}, {}
+    for name in args:
+        values = args.getlist(name)
+        if name in schema.repeatable:
+            data[name] = values
+        elif len(values) > 1:
+            repeated[name] = ["Give this parameter once."]
+        else:
+            data[name] = values[0]
+    try:
+        loaded = load(schema, data)
+    except ValidationError as error:
+        raise ValidationError({**error.details, **repeated}) from None
+    if repeated:
+        raise ValidationError(repeated)
+    return loaded
+
+
+# --- resources (responses) -----------------------------------------------------------
+
+class User(Schema):
+    id = fields.String()
+    username = fields.String()
+    email = fields.Email()
+    secondary_emails = fields.List(fields.Email())
+    role = fields.String(validate=OneOf(["user", "admin"]))
+    created_at = fields.String(metadata={"format": "date-time"})
+
+
+class Token(Schema):
+    access_token = fields.String()
+    token_type = fields.String(metadata={"enum": ["bearer"]})
+    expires_in = fields.Integer(metadata={"description": "Seconds until the token expires."})
+
+
+class PlaceResource(Schema):
+    name = fields.String()
+    address = fields.String(allow_none=True)
+    lat = fields.Float()
+    lng = fields.Float()
+
+
+class Event(Schema):
+    id = fields.String()
+    title = fields.String()
+    description = fields.String()
+    topics = fields.List(fields.String())
+    starts_at = fields.String(metadata={"format": "date-time"})
+    ends_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    timezone = fields.String()
+    place = fields.Nested(PlaceResource, allow_none=True)
+    organizer = fields.String(allow_none=True)
+    status = fields.String(validate=OneOf(EVENT_STATUSES))
+    version = fields.Integer()
+    created_at = fields.String(metadata={"format": "date-time"})
+    updated_at = fields.String(metadata={"format": "date-time"})
+    distance_km = fields.Float(
+        metadata={"description": "Only in search results with near=lat,lng."}
+    )
+
+
+class Notification(Schema):
+    id = fields.String()
+    event_id = fields.String()
+    email = fields.Email()
+    subject = fields.String()
+    message = fields.String(allow_none=True)
+    remind_at = fields.String(metadata={"format": "date-time"})
+    before_minutes = fields.Integer(allow_none=True)
+    status = fields.String(validate=OneOf(NOTIFICATION_STATUSES))
+    created_at = fields.String(metadata={"format": "date-time"})
+    updated_at = fields.String(metadata={"format": "date-time"})
+    sent_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+
+
+class EventPage(Schema):
+    items = fields.List(fields.Nested(Event))
+    next_cursor = fields.String(allow_none=True)
+
+
+class NotificationPage(Schema):
+    items = fields.List(fields.Nested(Notification))
+    next_cursor = fields.String(allow_none=True)
+
+
+class ErrorDetail(Schema):
+    code = fields.String()
+    message = fields.String()
+    details = fields.Dict(metadata={
+        "description": "For validation_error: each bad field mapped to a list of messages."
+    })
+
+
+class Error(Schema):
+    error = fields.Nested(ErrorDetail)
+
+
+class Health(Schema):
+    status = fields.String(validate=OneOf(["ok", "unavailable"]))
+    services = fields.Dict(
+        keys=fields.String(), values=fields.String(),
+        metadata={"description": "Each backing service: ok, unavailable or error."},
+    )
+    error = fields.Nested(ErrorDetail, metadata={"description": "Only with status 503."})
