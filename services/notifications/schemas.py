@@ -1,0 +1,101 @@
+"""Input shapes the service re-checks (the gateway checked them first), the
+notification resource, and the list cursor."""
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from bus.errors import ValidationError as InvalidRequest
+from bus.errors import validation_error
+from bus.messages import iso
+
+STATUSES = ["scheduled", "sent", "failed", "cancelled"]
+# Ten years: far enough for any reminder, near enough that datetime arithmetic cannot overflow.
+MAX_MINUTES = 10 * 366 * 24 * 60
+ONE_OF = "Give exactly one of remind_at or before_minutes."
+
+
+class _Timing(Schema):
+    class Meta:
+        unknown = RAISE
+
+    remind_at = fields.AwareDateTime(format="iso")
+    before_minutes = fields.Integer(strict=True, validate=validate.Range(0, MAX_MINUTES))
+    email = fields.String(validate=validate.Length(3, 320))
+    subject = fields.String(validate=validate.Length(1, 200))
+    message = fields.String(allow_none=True, validate=validate.Length(0, 4000))
+
+
+class CreateFields(_Timing):
+    event_id = fields.String(required=True, validate=validate.Length(1, 100))
+
+    @validates_schema
+    def exactly_one_time(self, data, **kwargs):
+        if ("remind_at" in data) == ("before_minutes" in data):
+            raise ValidationError(ONE_OF, "remind_at")
+
+
+class Changes(_Timing):
+    @validates_schema
+    def at_most_one_time(self, data, **kwargs):
+        if "remind_at" in data and "before_minutes" in data:
+            raise ValidationError(ONE_OF, "remind_at")
+
+
+class Filters(Schema):
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(allow_none=True, validate=validate.OneOf(STATUSES))
+    event_id = fields.String(allow_none=True)
+    limit = fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, 100))
+    cursor = fields.String(allow_none=True)
+
+
+def load(schema, data):
+    """Validated input, or bus.errors.ValidationError naming each bad field."""
+    if not isinstance(data, dict):
+        raise InvalidRequest({"_schema": ["Expected an object."]})
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        raise validation_error(error) from None
+
+
+def resource(document):
+    """API.md's notification, plus ``failure_reason`` (why a reminder is ``failed``)."""
+    return {
+        "id": document["_id"],
+        "event_id": document["event_id"],
+        "email": document["email"],
+        "subject": document["subject"],
+        "message": document.get("message"),
+        "remind_at": iso(document["remind_at"]),
+        "before_minutes": document.get("before_minutes"),
+        # "sending" is ours: the mail is in flight, the user still waits for it
+        "status": "scheduled" if document["status"] == "sending" else document["status"],
+        "created_at": iso(document["created_at"]),
+        "updated_at": iso(document["updated_at"]),
+        "sent_at": iso(document.get("sent_at")),
+        "failure_reason": document.get("failure_reason"),
+    }
+
+
+def encode_cursor(document):
+    key = json.dumps([iso(document["remind_at"]), document["_id"]])
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor):
+    """The (remind_at, id) a page starts after; ValidationError if it is not one of ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        remind_at, reminder_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        moment = datetime.fromisoformat(remind_at)
+        if moment.tzinfo is None or not isinstance(reminder_id, str):
+            raise ValueError(cursor)
+        return moment, reminder_id
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        raise InvalidRequest({"cursor": ["Not a cursor from this list."]}) from None
