@@ -1,0 +1,365 @@
+"""The users domain against a real SecantusDB: accounts, credentials, emails, outbox messages."""
+import logging
+from datetime import timedelta
+
+import eventlet
+import jwt
+import pytest
+
+from bus.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationError
+from services.users import handlers
+
+PASSWORD = "correct horse battery"
+
+
+def register(db, username="ann", email="ann@example.org", password=PASSWORD):
+    return handlers.register(db, username, email, password)
+
+
+def stored(db, user_id):
+    return db.users.find_one({"_id": user_id})
+
+
+def pending(db, user_id):
+    return stored(db, user_id)["pending_events"]
+
+
+# registration
+
+
+def test_register_returns_the_user_and_stores_its_message(db):
+    user = register(db, email="Ann@Example.org")
+    assert set(user) == {"id", "username", "email", "secondary_emails", "role", "created_at"}
+    assert user["username"] == "ann"
+    assert user["email"] == "Ann@Example.org"  # stored as given
+    assert user["secondary_emails"] == []
+    assert user["role"] == "user"
+    assert user["created_at"].endswith("Z")
+    assert handlers.get(db, user["id"]) == user
+
+    [message] = pending(db, user["id"])
+    assert message["event_type"] == "user_registered"
+    assert message["aggregate_id"] == user["id"]
+    assert message["version"] == 1
+    assert message["data"] == {"user": user}
+
+
+def test_the_password_is_kept_only_as_an_argon2_hash(db, caplog):
+    caplog.set_level(logging.DEBUG, logger="services.users")  # pymongo: WARNING in config.yml
+    user = register(db)
+    document = stored(db, user["id"])
+    assert document["password_hash"].startswith("$argon2id$")
+    assert PASSWORD not in str(document)
+    assert PASSWORD not in caplog.text and "argon2" not in caplog.text
+
+
+@pytest.mark.parametrize("second", [
+    {"username": "ann", "email": "other@example.org"},
+    {"username": "other", "email": "ANN@example.ORG"},
+])
+def test_a_taken_username_or_email_conflicts_whatever_its_case(db, second):
+    register(db)
+    with pytest.raises(Conflict) as caught:
+        register(db, **second)
+    field = "username" if second["username"] == "ann" else "email"
+    assert list(caught.value.details) == [field]
+
+
+def test_another_users_secondary_email_cannot_be_registered(db):
+    ann = register(db)
+    handlers.add_email(db, ann["id"], "ann.work@example.org")
+    with pytest.raises(Conflict) as caught:
+        register(db, username="bob", email="Ann.Work@example.org")
+    assert "email" in caught.value.details
+
+
+def test_concurrent_registrations_of_one_username_have_one_winner(db):
+    pool = eventlet.GreenPool()
+
+    def attempt(n):
+        try:
+            return register(db, username="race", email=f"race{n}@example.org")
+        except Conflict:
+            return None
+
+    results = list(pool.imap(attempt, range(4)))
+    assert len([r for r in results if r is not None]) == 1
+    assert db.users.count_documents({"username_key": "race"}) == 1
+
+
+@pytest.mark.parametrize("field", ["username", "email", "password"])
+def test_operator_injection_is_a_validation_error(db, field):
+    args = {"username": "ann", "email": "ann@example.org", "password": PASSWORD}
+    args[field] = {"$ne": ""}
+    with pytest.raises(ValidationError) as caught:
+        handlers.register(db, **args)
+    assert list(caught.value.details) == [field]
+
+
+# authentication
+
+
+def decode(config, token):
+    return jwt.decode(token["access_token"], config["JWT_SECRET"], algorithms=["HS256"])
+
+
+def test_authenticate_by_username_or_email_in_any_case(db, config):
+    user = register(db, email="Ann@Example.org")
+    for identifier in [{"username": "ann"}, {"username": "ANN"}, {"email": "ann@EXAMPLE.org"}]:
+        token = handlers.authenticate(db, config, PASSWORD, **identifier)
+        assert token["token_type"] == "bearer"
+        assert token["expires_in"] == 900
+        claims = decode(config, token)
+        assert (claims["sub"], claims["role"]) == (user["id"], "user")
+
+
+def test_wrong_password_and_unknown_user_look_the_same(db, config):
+    register(db)
+    with pytest.raises(Unauthorized) as wrong_password:
+        handlers.authenticate(db, config, "not the password", username="ann")
+    with pytest.raises(Unauthorized) as unknown_user:
+        handlers.authenticate(db, config, PASSWORD, username="nobody")
+    with pytest.raises(Unauthorized) as unknown_email:
+        handlers.authenticate(db, config, PASSWORD, email="nobody@example.org")
+    assert wrong_password.value.args == unknown_user.value.args == unknown_email.value.args
+
+
+@pytest.mark.parametrize("login", [
+    {"password": {"$ne": ""}, "username": "ann"},
+    {"password": PASSWORD, "username": {"$ne": ""}},
+    {"password": PASSWORD, "email": {"$gt": ""}},
+    {"password": PASSWORD},
+])
+def test_malformed_logins_are_validation_errors(db, config, login):
+    register(db)
+    with pytest.raises(ValidationError):
+        handlers.authenticate(db, config, **login)
+
+
+def fail_logins(db, config, times, username="ann"):
+    for _ in range(times):
+        with pytest.raises(Unauthorized):
+            handlers.authenticate(db, config, "wrong password", username=username)
+
+
+def test_five_failures_lock_the_account_even_for_the_right_password(db, config):
+    register(db)
+    fail_logins(db, config, 5)
+    with pytest.raises(RateLimited) as caught:
+        handlers.authenticate(db, config, PASSWORD, username="ann")
+    assert 0 < caught.value.retry_after <= 15 * 60
+    assert caught.value.details == {"retry_after": caught.value.retry_after}
+    assert caught.value.message == "Too many failed logins."
+
+
+def test_the_lock_lifts_once_the_failures_are_older_than_fifteen_minutes(db, config):
+    user = register(db)
+    fail_logins(db, config, 5)
+    failures = stored(db, user["id"])["failed_logins"]
+    db.users.update_one(
+        {"_id": user["id"]},
+        {"$set": {"failed_logins": [t - timedelta(minutes=15, seconds=1) for t in failures]}},
+    )
+    assert handlers.authenticate(db, config, PASSWORD, username="ann")["access_token"]
+
+
+def test_a_successful_login_resets_the_failure_count(db, config):
+    register(db)
+    fail_logins(db, config, 4)
+    handlers.authenticate(db, config, PASSWORD, username="ann")
+    fail_logins(db, config, 4)  # would be RateLimited without the reset
+    assert handlers.authenticate(db, config, PASSWORD, username="ann")["access_token"]
+
+
+def test_failures_of_one_account_do_not_lock_another(db, config):
+    register(db)
+    register(db, username="bob", email="bob@example.org")
+    fail_logins(db, config, 5)
+    assert handlers.authenticate(db, config, PASSWORD, username="bob")["access_token"]
+
+
+# reading
+
+
+@pytest.mark.parametrize("user_id", ["0" * 32, "not-an-id", "", None, 42, {"$ne": ""}])
+def test_unknown_or_malformed_ids_are_not_found(db, user_id):
+    register(db)
+    with pytest.raises(NotFound):
+        handlers.get(db, user_id)
+
+
+# emails
+
+
+def test_change_email_replaces_the_primary_and_frees_the_old_one(db):
+    ann = register(db)
+    user = handlers.change_email(db, ann["id"], "ann@new.example.org")
+    assert user["email"] == "ann@new.example.org"
+    assert user["secondary_emails"] == []
+    assert handlers.get(db, ann["id"]) == user
+
+    changed = pending(db, ann["id"])[-1]
+    assert changed["event_type"] == "user_email_changed"
+    assert changed["version"] == 2
+    assert changed["data"] == {
+        "user": user, "old_email": "ann@example.org", "new_email": "ann@new.example.org",
+    }
+    register(db, username="bob", email="ann@example.org")  # free again
+
+
+def test_change_email_to_a_secondary_promotes_it(db):
+    ann = register(db)
+    handlers.add_email(db, ann["id"], "ann@work.example.org")
+    user = handlers.change_email(db, ann["id"], "ANN@work.example.org")
+    assert user["email"] == "ANN@work.example.org"
+    assert user["secondary_emails"] == []
+
+
+def test_change_email_to_another_users_email_conflicts(db):
+    ann = register(db)
+    register(db, username="bob", email="bob@example.org")
+    with pytest.raises(Conflict) as caught:
+        handlers.change_email(db, ann["id"], "Bob@example.org")
+    assert "email" in caught.value.details
+    assert handlers.get(db, ann["id"])["email"] == "ann@example.org"
+
+
+def test_change_email_to_the_same_email_changes_nothing(db):
+    ann = register(db)
+    assert handlers.change_email(db, ann["id"], "ann@example.org") == ann
+    assert len(pending(db, ann["id"])) == 1
+
+
+@pytest.mark.parametrize("email", ["nope", {"$ne": ""}, None])
+def test_change_email_validates_the_email(db, email):
+    ann = register(db)
+    with pytest.raises(ValidationError) as caught:
+        handlers.change_email(db, ann["id"], email)
+    assert list(caught.value.details) == ["email"]
+
+
+def test_add_email_adds_a_secondary_and_bumps_the_version(db):
+    ann = register(db)
+    user = handlers.add_email(db, ann["id"], "Ann@Work.example.org")
+    assert user["secondary_emails"] == ["Ann@Work.example.org"]
+    assert handlers.get(db, ann["id"]) == user
+    assert stored(db, ann["id"])["version"] == 2
+
+
+@pytest.mark.parametrize("email", ["ANN@example.org", "ann@work.example.org", "bob@example.org"])
+def test_add_email_already_used_by_anyone_conflicts(db, email):
+    ann = register(db)
+    handlers.add_email(db, ann["id"], "ann@work.example.org")
+    register(db, username="bob", email="bob@example.org")
+    with pytest.raises(Conflict) as caught:
+        handlers.add_email(db, ann["id"], email)
+    assert "email" in caught.value.details
+
+
+def test_an_account_has_at_most_ten_secondary_emails(db):
+    ann = register(db)
+    for n in range(10):
+        handlers.add_email(db, ann["id"], f"ann{n}@example.org")
+    with pytest.raises(ValidationError) as caught:
+        handlers.add_email(db, ann["id"], "ann10@example.org")
+    assert "email" in caught.value.details
+
+
+def test_remove_email_removes_a_secondary_and_frees_it(db):
+    ann = register(db)
+    handlers.add_email(db, ann["id"], "Ann@Work.example.org")
+    assert handlers.remove_email(db, ann["id"], "ann@work.EXAMPLE.org") is None
+    user = handlers.get(db, ann["id"])
+    assert user["secondary_emails"] == []
+
+    removed = pending(db, ann["id"])[-1]
+    assert removed["event_type"] == "user_email_removed"
+    assert removed["version"] == 3
+    assert removed["data"] == {"user": user, "email": "Ann@Work.example.org"}
+    register(db, username="bob", email="ann@work.example.org")
+
+
+def test_remove_email_of_a_non_secondary_is_not_found(db):
+    ann = register(db)
+    register(db, username="bob", email="bob@example.org")
+    for email in ["bob@example.org", "nobody@example.org", "not an email"]:
+        with pytest.raises(NotFound):
+            handlers.remove_email(db, ann["id"], email)
+
+
+def test_the_primary_email_cannot_be_removed(db):
+    ann = register(db)
+    with pytest.raises(ValidationError) as caught:
+        handlers.remove_email(db, ann["id"], "ANN@example.org")
+    assert list(caught.value.details) == ["email"]
+    assert handlers.get(db, ann["id"])["email"] == "ann@example.org"
+
+
+def test_remove_email_rejects_operators(db):
+    ann = register(db)
+    with pytest.raises(ValidationError):
+        handlers.remove_email(db, ann["id"], {"$ne": ""})
+
+
+def test_email_changes_of_an_unknown_user_are_not_found(db):
+    for change in [handlers.change_email, handlers.add_email, handlers.remove_email]:
+        with pytest.raises(NotFound):
+            change(db, "0" * 32, "x@example.org")
+
+
+# deletion
+
+
+def test_a_deleted_account_is_gone_and_its_names_are_free(db, config):
+    ann = register(db)
+    handlers.add_email(db, ann["id"], "ann@work.example.org")
+    assert handlers.delete(db, ann["id"]) is None
+
+    with pytest.raises(NotFound):
+        handlers.get(db, ann["id"])
+    with pytest.raises(Unauthorized):
+        handlers.authenticate(db, config, PASSWORD, username="ann")
+    with pytest.raises(NotFound):
+        handlers.delete(db, ann["id"])
+    with pytest.raises(NotFound):
+        handlers.add_email(db, ann["id"], "x@example.org")
+
+    deleted = pending(db, ann["id"])[-1]
+    assert deleted["event_type"] == "user_deleted"
+    assert deleted["version"] == 3
+    assert deleted["data"] == {"user_id": ann["id"]}
+    # personal data is erased (messages still waiting to be published aside)
+    tombstone = stored(db, ann["id"])
+    assert set(tombstone) == {"_id", "role", "created_at", "version", "deleted_at",
+                              "pending_events"}
+
+    register(db, username="ann", email="ann@example.org")
+    register(db, username="ann2", email="ann@work.example.org")
+
+
+# admins
+
+
+def test_create_admin_creates_a_new_admin(db, config):
+    admin = handlers.create_admin(db, "root", "root@example.org", PASSWORD)
+    assert admin["role"] == "admin"
+    assert pending(db, admin["id"])[0]["event_type"] == "user_registered"
+    claims = decode(config, handlers.authenticate(db, config, PASSWORD, username="root"))
+    assert claims["role"] == "admin"
+
+
+def test_create_admin_promotes_an_existing_user_once(db, config):
+    ann = register(db)
+    promoted = handlers.create_admin(db, "ann", "other@example.org", "another password")
+    assert promoted == {**ann, "role": "admin"}  # email kept
+    assert handlers.create_admin(db, "ann", "other@example.org", "another password") == promoted
+    assert stored(db, ann["id"])["version"] == 2
+    assert len(pending(db, ann["id"])) == 1  # only the registration
+    claims = decode(config, handlers.authenticate(db, config, PASSWORD, username="ann"))
+    assert claims["role"] == "admin"  # and the old password still works
+
+
+def test_create_admin_validates_like_register(db):
+    with pytest.raises(ValidationError) as caught:
+        handlers.create_admin(db, {"$ne": ""}, "root@example.org", PASSWORD)
+    assert list(caught.value.details) == ["username"]
