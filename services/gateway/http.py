@@ -170,7 +170,7 @@ class HttpEntrypoint(HttpRequestHandler):
 
     POST/PUT/PATCH routes receive the parsed body as ``body``; a request with a
     body on any route must be JSON (object, <= 64 KiB). A route returns a payload
-    (200), ``(status, payload)``, or None (204, empty body).
+    (200), ``(status, payload)``, ``(status, headers, payload)``, or None (204).
     """
 
     server = JsonWebServer()
@@ -192,8 +192,10 @@ class HttpEntrypoint(HttpRequestHandler):
             return result
         if result is None:
             return Response(status=204)
-        status, payload = result if isinstance(result, tuple) else (200, result)
-        return json_response(payload, status)
+        if not isinstance(result, tuple):
+            return json_response(result)
+        status, headers, payload = result if len(result) == 3 else (result[0], None, result[1])
+        return json_response(payload, status, headers)
 
     def response_from_exception(self, exc):
         return exception_response(exc)

@@ -1,0 +1,196 @@
+"""The OpenAPI 3 document of API.md, generated from schemas.py with apispec.
+
+``OPERATIONS`` lists every route the gateway serves (a unit test compares it with
+the service's URL map). Choices API.md leaves open are written into the
+descriptions here, so a client reads them in /openapi.json.
+"""
+import re
+from functools import lru_cache
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+from services.gateway import schemas
+from services.gateway.http import MAX_BODY_BYTES
+
+DESCRIPTION = f"""EventPost: discover social events by topic, time and place, and get email
+reminders about them.
+
+Conventions (beyond API.md):
+- Request bodies are JSON objects sent with `Content-Type: application/json` (a
+  `charset` parameter is allowed); a body of more than {MAX_BODY_BYTES} bytes is a 413,
+  whatever `Content-Length` says. A request without a body needs no content type.
+- Unknown fields in a body, and unknown query parameters, are a 422 naming them.
+  A query parameter other than `topic` given twice is a 422.
+- Times are RFC 3339 with an offset; an unencoded `+` in a query-string offset
+  (which URL decoding turns into a space) is read as the `+` it was meant to be.
+- A body check (400, 413) happens before authentication; 401/403 come before 422.
+- 401 responses carry `WWW-Authenticate: Bearer`; 429 responses carry `Retry-After`
+  (seconds).
+- Every response with status >= 400 has the `Error` body; 503 from /health also
+  has `status` and `services`.
+"""
+
+ERRORS = {
+    400: ("BadRequest", "The body is not JSON, not an object, or has the wrong content type."),
+    401: ("Unauthorized", "Missing, malformed, expired or revoked bearer token."),
+    403: ("Forbidden", "Authenticated, but this needs an admin account."),
+    404: ("NotFound", "No such resource (a malformed id is the same as an unknown one)."),
+    405: ("MethodNotAllowed", "The resource does not support this method (see Allow)."),
+    409: ("Conflict", "The change conflicts with the resource's state."),
+    413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes."),
+    422: ("ValidationError", "`details` maps each bad field to a list of messages."),
+    429: ("RateLimited", "Too many attempts; retry after `Retry-After` seconds."),
+    503: ("Unavailable", "A backing service did not answer in time."),
+}
+
+TOKEN_DESCRIPTION = """Exchange a username or an email, and the password, for a bearer token
+(HS256 JWT). Unknown user and wrong password give the same 401. Repeated failures for
+one account are rate limited by the users service: 429 with `Retry-After` (seconds)
+until the lockout ends. The response is sent with `Cache-Control: no-store`."""
+
+ADD_EMAIL_DESCRIPTION = """Adds a secondary email. An email already used by any account
+(as primary or secondary) is a 409; the users service may cap the number of secondary
+emails per account (409 beyond it)."""
+
+CREATE_EVENT_DESCRIPTION = """Admin only. Required: `title`, `starts_at`. Defaults:
+`description` "", `topics` [], `ends_at` null, `timezone` "UTC", `place` null,
+`organizer` null, `status` "scheduled". Topics are trimmed, lower-cased and
+de-duplicated. `ends_at` must be after `starts_at` (checked here when both are in the
+body, by the events service against the stored `starts_at` otherwise)."""
+
+UPDATE_EVENT_DESCRIPTION = """Admin only. Any non-empty subset of the writable fields
+(an empty body is a 422); `ends_at`, `place` and `organizer` may be set to null.
+`status: "cancelled"` cancels the event. `version` goes up by one."""
+
+SEARCH_DESCRIPTION = """Public search over the read model (a write shows up within a second).
+All parameters are optional and combine. `q` words must all appear in the title,
+description, topics or place name. `sort=distance` needs `near`. `to` must be after
+`from` when both are given."""
+
+CREATE_NOTIFICATION_DESCRIPTION = """Exactly one of `remind_at` or `before_minutes` (0 up to
+ten years). `email` defaults to the account's primary email and must be one of its
+emails; unknown or cancelled events, and a time not in the future, are 422."""
+
+OPERATIONS = [
+    # (method, path, summary, auth, body, query, success status, success schema, errors,
+    #  description)
+    ("get", "/health", "Health of the gateway and every backing service", None, None,
+     None, 200, schemas.Health, [], "503 has the same body, with the failing services "
+     "marked `unavailable` (no answer in time) or `error`, plus `error`."),
+    ("get", "/openapi.json", "This document", None, None, None, 200, None, [], None),
+    ("post", "/users", "Create an account", None, schemas.Registration, None, 201,
+     schemas.User, [409], "Duplicate username or email (any of a user's emails) is a 409. "
+     "Sends a welcome email."),
+    ("post", "/auth/token", "Get an access token", None, schemas.Credentials, None, 200,
+     schemas.Token, [401, 429], TOKEN_DESCRIPTION),
+    ("get", "/users/me", "The caller's account", "user", None, None, 200, schemas.User,
+     [], None),
+    ("patch", "/users/me", "Change the primary email", "user", schemas.EmailAddress, None,
+     200, schemas.User, [409], None),
+    ("delete", "/users/me", "Delete the account", "user", None, None, 204, None, [],
+     "The token stops working at once; the user's notifications are deleted."),
+    ("post", "/users/me/emails", "Add a secondary email", "user", schemas.EmailAddress,
+     None, 201, schemas.User, [409], ADD_EMAIL_DESCRIPTION),
+    ("delete", "/users/me/emails/{email}", "Remove a secondary email", "user", None, None,
+     204, None, [404], "Reminders using it follow to the primary email."),
+    ("get", "/events", "Search events", None, None, schemas.EventSearch, 200,
+     schemas.EventPage, [], SEARCH_DESCRIPTION),
+    ("post", "/events", "Create an event", "admin", schemas.EventCreate, None, 201,
+     schemas.Event, [], CREATE_EVENT_DESCRIPTION),
+    ("get", "/events/{event_id}", "An event (write side: a 201 is visible at once)", None,
+     None, None, 200, schemas.Event, [404], None),
+    ("patch", "/events/{event_id}", "Change an event", "admin", schemas.EventChanges, None,
+     200, schemas.Event, [404], UPDATE_EVENT_DESCRIPTION),
+    ("delete", "/events/{event_id}", "Delete an event", "admin", None, None, 204, None,
+     [404], "Its scheduled reminders are cancelled and their owners told by email."),
+    ("post", "/notifications", "Set a reminder", "user", schemas.NotificationCreate, None,
+     201, schemas.Notification, [], CREATE_NOTIFICATION_DESCRIPTION),
+    ("get", "/notifications", "The caller's reminders, by remind_at", "user", None,
+     schemas.NotificationFilter, 200, schemas.NotificationPage, [], None),
+    ("get", "/notifications/{notification_id}", "A reminder", "user", None, None, 200,
+     schemas.Notification, [404], "Another user's reminder is a 404."),
+    ("patch", "/notifications/{notification_id}", "Change a reminder", "user",
+     schemas.NotificationChanges, None, 200, schemas.Notification, [404, 409],
+     "`remind_at` or `before_minutes` (not both), `email`, `subject`, `message`. "
+     "409 unless the reminder is `scheduled`."),
+    ("post", "/notifications/{notification_id}/snooze", "Delay a reminder", "user",
+     schemas.Snooze, None, 200, schemas.Notification, [404, 409],
+     "Delays a scheduled reminder by `minutes` (1..10080), or re-arms a sent one at "
+     "now + `minutes`."),
+    ("delete", "/notifications/{notification_id}", "Delete a reminder", "user", None,
+     None, 204, None, [404], None),
+]
+
+
+def _operation(summary, auth, body, query, status, resource, errors, description):
+    codes = set(errors) | {503}
+    if body is not None:
+        codes |= {400, 413, 422}
+    if query is not None:
+        codes.add(422)
+    if auth:
+        codes.add(401)
+    if auth == "admin":
+        codes.add(403)
+    responses = {str(code): {"$ref": f"#/components/responses/{ERRORS[code][0]}"}
+                 for code in sorted(codes)}
+    success = {"description": summary}
+    if resource is not None:
+        success["content"] = {"application/json": {"schema": resource}}
+    elif status != 204:
+        success["content"] = {"application/json": {"schema": {"type": "object"}}}
+    responses[str(status)] = success
+    operation = {"summary": summary, "responses": responses}
+    if description:
+        operation["description"] = description
+    if auth:
+        operation["security"] = [{"bearerAuth": []}]
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True, "content": {"application/json": {"schema": body}},
+        }
+    if query is not None:
+        operation["parameters"] = [{"in": "query", "schema": query}]
+    return operation
+
+
+def build():
+    spec = APISpec(
+        title="EventPost API", version="1.0.0", openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin()], info={"description": DESCRIPTION},
+    )
+    spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    for name, schema in [
+        ("User", schemas.User), ("Token", schemas.Token), ("Event", schemas.Event),
+        ("Notification", schemas.Notification), ("EventPage", schemas.EventPage),
+        ("NotificationPage", schemas.NotificationPage), ("Error", schemas.Error),
+        ("Health", schemas.Health),
+    ]:
+        spec.components.schema(name, schema=schema)
+    for code, (name, description) in ERRORS.items():
+        response = {"description": description,
+                    "content": {"application/json": {"schema": "Error"}}}
+        if code == 429:
+            response["headers"] = {"Retry-After": {
+                "description": "Seconds to wait.", "schema": {"type": "integer"}}}
+        spec.components.response(name, response)
+
+    paths = {}
+    for method, path, *details in OPERATIONS:
+        paths.setdefault(path, {})[method] = _operation(*details)
+    for path, operations in paths.items():
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", path)
+        ]
+        spec.path(path=path, operations=operations, parameters=parameters or None)
+    return spec
+
+
+@lru_cache(maxsize=1)
+def document():
+    """The document as a dict (built once: it never changes while running)."""
+    return build().to_dict()

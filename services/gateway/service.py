@@ -1,0 +1,174 @@
+"""The gateway: API.md's routes, each one check -> one RPC call -> one JSON answer.
+
+HTTP mechanics (bodies, errors, auth) live in http.py, RPC timeouts in rpc.py,
+input shapes in schemas.py. The backing services' signatures are docs/contracts.md.
+"""
+import logging
+
+import eventlet
+
+from bus.errors import Unavailable
+from bus.logs import CallContext
+from services.gateway import openapi
+from services.gateway.http import Auth, error_body, http
+from services.gateway.rpc import TimedRpcProxy
+from services.gateway.schemas import (
+    Credentials,
+    EmailAddress,
+    EventChanges,
+    EventCreate,
+    EventSearch,
+    NotificationChanges,
+    NotificationCreate,
+    NotificationFilter,
+    Registration,
+    Snooze,
+    load,
+    load_query,
+)
+
+log = logging.getLogger(__name__)
+
+# /health must answer fast even when everything behind it is down.
+HEALTH_TIMEOUT = 2.0
+
+
+class GatewayService:
+    name = "gateway"
+
+    call_context = CallContext()
+    auth = Auth()
+    users = TimedRpcProxy("users")
+    events = TimedRpcProxy("events")
+    search = TimedRpcProxy("search")
+    notifications = TimedRpcProxy("notifications")
+    mailer = TimedRpcProxy("mailer")
+
+    # --- operations ---------------------------------------------------------------
+
+    @http("GET", "/health")
+    def health(self, request):
+        backing = {
+            "users": self.users, "events": self.events, "search": self.search,
+            "notifications": self.notifications, "mailer": self.mailer,
+        }
+        checks = {name: eventlet.spawn(_health_of, name, proxy) for name, proxy in backing.items()}
+        services = {name: check.wait() for name, check in checks.items()}
+        failing = sorted(name for name, state in services.items() if state != "ok")
+        if not failing:
+            return {"status": "ok", "services": services}
+        message = f"Not answering: {', '.join(failing)}."
+        return 503, {
+            "status": "unavailable", "services": services,
+            **error_body("unavailable", message, {"services": failing}),
+        }
+
+    @http("GET", "/openapi.json")
+    def openapi_document(self, request):
+        return openapi.document()
+
+    # --- accounts -----------------------------------------------------------------
+
+    @http("POST", "/users")
+    def register(self, request, body):
+        return 201, self.users.register(**load(Registration(), body))
+
+    @http("POST", "/auth/token")
+    def issue_token(self, request, body):
+        token = self.users.authenticate(**load(Credentials(), body))
+        return 200, {"Cache-Control": "no-store"}, token
+
+    @http("GET", "/users/me")
+    def get_me(self, request):
+        return self.auth.user(request)
+
+    @http("PATCH", "/users/me")
+    def change_email(self, request, body):
+        user = self.auth.user(request)
+        return self.users.change_email(user["id"], load(EmailAddress(), body)["email"])
+
+    @http("POST", "/users/me/emails")
+    def add_email(self, request, body):
+        user = self.auth.user(request)
+        return 201, self.users.add_email(user["id"], load(EmailAddress(), body)["email"])
+
+    @http("DELETE", "/users/me/emails/<email>")
+    def remove_email(self, request, email):
+        user = self.auth.user(request)
+        self.users.remove_email(user["id"], email)
+
+    @http("DELETE", "/users/me")
+    def delete_me(self, request):
+        user = self.auth.user(request)
+        self.users.delete(user["id"])
+
+    # --- events -------------------------------------------------------------------
+
+    @http("GET", "/events")
+    def search_events(self, request):
+        return self.search.search(load_query(EventSearch(), request.args))
+
+    @http("GET", "/events/<event_id>")
+    def get_event(self, request, event_id):
+        return self.events.get(event_id)
+
+    @http("POST", "/events")
+    def create_event(self, request, body):
+        self.auth.admin(request)
+        return 201, self.events.create(load(EventCreate(), body))
+
+    @http("PATCH", "/events/<event_id>")
+    def update_event(self, request, event_id, body):
+        self.auth.admin(request)
+        return self.events.update(event_id, load(EventChanges(), body))
+
+    @http("DELETE", "/events/<event_id>")
+    def delete_event(self, request, event_id):
+        self.auth.admin(request)
+        self.events.delete(event_id)
+
+    # --- notifications ------------------------------------------------------------
+
+    @http("POST", "/notifications")
+    def create_notification(self, request, body):
+        user = self.auth.user(request)
+        return 201, self.notifications.create(user, load(NotificationCreate(), body))
+
+    @http("GET", "/notifications")
+    def list_notifications(self, request):
+        user = self.auth.user(request)
+        filters = load_query(NotificationFilter(), request.args)
+        return self.notifications.list(user["id"], filters)
+
+    @http("GET", "/notifications/<notification_id>")
+    def get_notification(self, request, notification_id):
+        user = self.auth.user(request)
+        return self.notifications.get(user["id"], notification_id)
+
+    @http("PATCH", "/notifications/<notification_id>")
+    def update_notification(self, request, notification_id, body):
+        user = self.auth.user(request)
+        changes = load(NotificationChanges(), body)
+        return self.notifications.update(user, notification_id, changes)
+
+    @http("POST", "/notifications/<notification_id>/snooze")
+    def snooze_notification(self, request, notification_id, body):
+        user = self.auth.user(request)
+        minutes = load(Snooze(), body)["minutes"]
+        return self.notifications.snooze(user["id"], notification_id, minutes)
+
+    @http("DELETE", "/notifications/<notification_id>")
+    def delete_notification(self, request, notification_id):
+        user = self.auth.user(request)
+        self.notifications.delete(user["id"], notification_id)
+
+
+def _health_of(name, proxy):
+    try:
+        answer = proxy.within(HEALTH_TIMEOUT).health()
+    except Unavailable:
+        return "unavailable"
+    except Exception:  # a service that answers with an error is up but not healthy
+        log.exception("health check of %s failed", name)
+        return "error"
+    return "ok" if answer == "ok" else "error"
