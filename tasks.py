@@ -18,7 +18,7 @@ from invoke import Exit, task
 
 # The RPC client imports nameko, which warns about eventlet and pkg_resources on
 # every call; operators need neither message.
-warnings.filterwarnings("ignore", message=".*(Eventlet is deprecated|pkg_resources)")
+warnings.filterwarnings("ignore", message=r"\s*(Eventlet is deprecated|pkg_resources)")
 
 ROOT = Path(__file__).resolve().parent
 CONFIG = ROOT / "config.yml"
