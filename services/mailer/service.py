@@ -1,0 +1,128 @@
+"""The mailer: reached only over AMQP, sends each email over SMTP at most once per send key.
+
+Exactly-once, as far as SMTP allows (``deliver``):
+1. the send key is recorded in the sent log (unique ``_id``); a key already
+   ``sent`` or ``failed`` is never mailed again, whatever redelivers it;
+2. one instance claims it with a lease (``MAILER_LEASE_SECONDS``, default 30); a
+   second copy of the message (the outbox publishes at least once) waits for the
+   holder's outcome instead of sending too;
+3. SMTP; then the outcome and its ``email_sent`` / ``email_failed`` message are
+   stored in one write (bus.outbox) and published.
+The one window left: the process dies after the SMTP server accepted the mail and
+before step 3 (a few milliseconds). The redelivered message then waits for the
+lease to run out and sends again; that duplicate carries the same Message-ID
+(smtp.py). A lease outliving any single send (SMTP_TIMEOUT, default 10 s, per
+socket operation) keeps a slow but live sender from being overtaken.
+
+Transient SMTP failures (no connection, 4xx) release the key and raise, so
+bus.reliable retries with exponential backoff; the last attempt it would make
+(``HANDLER_MAX_ATTEMPTS``) reports ``email_failed`` instead of parking the message,
+so the user sees why. Permanent failures (5xx) report ``email_failed`` at once.
+"""
+import logging
+import uuid
+
+import eventlet
+from nameko.rpc import rpc
+
+from bus.config import setting
+from bus.logs import CallContext
+from bus.messages import iso, new_message, utc_now
+from bus.mongo import Mongo
+from bus.outbox import Outbox
+from bus.reliable import subscribe
+
+from . import smtp, storage
+
+log = logging.getLogger(__name__)
+
+
+def deliver(db, relay, send_key, kind, notification_id, email, transmit, max_attempts,
+            lease_seconds, now=utc_now, sleep=eventlet.sleep):
+    """Send ``email`` once for ``send_key``; returns the key's final status."""
+    entry = storage.record(db, send_key, kind, notification_id, now())
+    owner = uuid.uuid4().hex
+    while True:
+        if entry["status"] in storage.DONE:
+            return entry["status"]
+        claimed = storage.claim(db, send_key, owner, now(), lease_seconds)
+        if claimed is not None:
+            break
+        entry = db[storage.SENDS].find_one({"_id": send_key})
+        if entry["status"] == "sending":  # another instance holds it: wait for its outcome
+            sleep(min(0.5, max(0.05, (entry["lease_until"] - now()).total_seconds())))
+    try:
+        transmit(email)
+    except smtp.PermanentFailure as error:
+        return _finish(db, relay, send_key, owner, notification_id, now(), str(error))
+    except smtp.TransientFailure as error:
+        if claimed["attempts"] >= max_attempts:
+            reason = f"gave up after {claimed['attempts']} attempts: {error}"
+            return _finish(db, relay, send_key, owner, notification_id, now(), reason)
+        storage.release(db, send_key, owner, str(error))
+        raise  # bus.reliable retries it after a backoff
+    return _finish(db, relay, send_key, owner, notification_id, now(), None)
+
+
+def _finish(db, relay, send_key, owner, notification_id, moment, failure):
+    if failure is None:
+        status, fields = "sent", {"sent_at": moment}
+        message = new_message("mailer", "email_sent", send_key, 1, send_key=send_key,
+                              notification_id=notification_id, sent_at=iso(moment))
+    else:
+        status, fields = "failed", {"reason": failure}
+        message = new_message("mailer", "email_failed", send_key, 1, send_key=send_key,
+                              notification_id=notification_id, reason=failure)
+    if not storage.finish(db, send_key, owner, status, moment, message, **fields):
+        log.warning("send key %s: lease lost before recording %s", send_key, status)
+    relay(storage.SENDS, send_key)
+    return status
+
+
+class MailerService:
+    name = "mailer"
+
+    db = Mongo(prepare=storage.ensure_indexes)
+    outbox = Outbox([storage.SENDS])
+    context = CallContext()
+
+    @rpc
+    def health(self):
+        storage.ping(self.db)
+        return "ok"
+
+    @subscribe("users", "user_registered")
+    def on_user_registered(self, message):
+        user = message["data"]["user"]
+        key = f"welcome:{user['id']}"
+        self._deliver(key, "welcome", None, smtp.welcome_email(user, key, self._sender()))
+
+    @subscribe("notifications", "reminder_due")
+    def on_reminder_due(self, message):
+        data = message["data"]
+        notification = data["notification"]
+        email = smtp.reminder_email(notification, data["event"], data["send_key"],
+                                    self._sender())
+        self._deliver(data["send_key"], "reminder", notification["id"], email)
+
+    @subscribe("notifications", "event_cancelled_notice")
+    def on_event_cancelled_notice(self, message):
+        data = message["data"]
+        email = smtp.cancelled_email(data["email"], data["event"], data["notifications"],
+                                     data["send_key"], self._sender())
+        self._deliver(data["send_key"], "cancelled", None, email)
+
+    def _sender(self):
+        return setting(self.container.config, "MAIL_FROM", smtp.DEFAULT_SENDER)
+
+    def _deliver(self, send_key, kind, notification_id, email):
+        config = self.container.config
+        host = setting(config, "SMTP_HOST", "127.0.0.1")  # unset: the local sink
+        port = int(setting(config, "SMTP_PORT", 1025))
+        timeout = float(setting(config, "SMTP_TIMEOUT", 10))
+        deliver(
+            self.db, self.outbox, send_key, kind, notification_id, email,
+            transmit=lambda mail: smtp.send(mail, host, port, timeout),
+            max_attempts=int(setting(config, "HANDLER_MAX_ATTEMPTS", 5)),
+            lease_seconds=float(setting(config, "MAILER_LEASE_SECONDS", 30)),
+        )

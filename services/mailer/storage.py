@@ -1,0 +1,67 @@
+"""The mailer's sent log: one document per send key (``_id``), so a key exists once.
+
+``status``: ``new`` (recorded, not tried), ``sending`` (an instance holds it until
+``lease_until``), ``retry`` (a transient failure released it), then ``sent`` or
+``failed`` for good. The outcome's ``email_sent`` / ``email_failed`` message is
+stored in the same write that records it (bus.outbox).
+"""
+from datetime import timedelta
+
+from pymongo import ASCENDING, ReturnDocument
+
+from bus.outbox import outgoing
+
+SENDS = "sends"
+DONE = ("sent", "failed")
+
+
+def ensure_indexes(db):
+    # the outbox sweeper looks for documents with old pending messages
+    db[SENDS].create_index([("pending_events.0.occurred_at", ASCENDING)], sparse=True)
+
+
+def ping(db):
+    db.command("ping")
+
+
+def record(db, send_key, kind, notification_id, now):
+    """The log entry of ``send_key``, created as ``new`` the first time it is seen."""
+    return db[SENDS].find_one_and_update(
+        {"_id": send_key},
+        {"$setOnInsert": {"status": "new", "kind": kind, "notification_id": notification_id,
+                          "attempts": 0, "created_at": now}},
+        upsert=True, return_document=ReturnDocument.AFTER,
+    )
+
+
+def claim(db, send_key, owner, now, lease_seconds):
+    """Take ``send_key`` for sending if nobody holds it (or the holder's lease ran out,
+    i.e. it died). The claimed entry, or None."""
+    return db[SENDS].find_one_and_update(
+        {"_id": send_key, "$or": [
+            {"status": {"$in": ["new", "retry"]}},
+            {"status": "sending", "lease_until": {"$lt": now}},
+        ]},
+        {"$set": {"status": "sending", "owner": owner,
+                  "lease_until": now + timedelta(seconds=lease_seconds)},
+         "$inc": {"attempts": 1}},
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+def finish(db, send_key, owner, status, now, message, **fields):
+    """Record the outcome and its outgoing message in one write. False if this owner
+    had lost the claim meanwhile (its lease ran out and another instance took over)."""
+    result = db[SENDS].update_one(
+        {"_id": send_key, "owner": owner, "status": "sending"},
+        {"$set": {"status": status, "finished_at": now, **fields}, **outgoing(message)},
+    )
+    return result.modified_count == 1
+
+
+def release(db, send_key, owner, error):
+    """Give the key back after a transient failure, for the next attempt."""
+    db[SENDS].update_one(
+        {"_id": send_key, "owner": owner, "status": "sending"},
+        {"$set": {"status": "retry", "last_error": error}, "$unset": {"lease_until": ""}},
+    )
