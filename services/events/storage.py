@@ -40,7 +40,8 @@ def page_after(db, after_id, limit):
     query = dict(LIVE)
     if after_id is not None:
         query["_id"] = {"$gt": after_id}
-    return list(db[COLLECTION].find(query, {"pending_events": 0}).sort("_id", ASCENDING).limit(limit))
+    documents = db[COLLECTION].find(query, {"pending_events": 0}).sort("_id", ASCENDING)
+    return list(documents.limit(limit))
 
 
 def count_live(db):

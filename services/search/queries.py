@@ -1,0 +1,242 @@
+"""`search.search(query)`: API.md's search parameters as read-model queries.
+
+Matching rules:
+- `topics`: any of them (topics are stored lower-case).
+- `words`: every word must be a whole word of the title, description, topics or
+  place name, after the same tokenising as the read model (case and accents
+  ignored). Whole words, not prefixes: an exact `$all` on the indexed `words`
+  array works on MongoDB and SecantusDB alike and uses the index.
+- `from`/`to`: `from <= starts_at < to`.
+- `near` + `radius_km`: distance on the sphere (MongoDB's `$geoNear`, earth radius
+  6378.1 km) at most `radius_km`, edge included; `distance_km` rounded to metres.
+- paging is keyset: the cursor carries the last item's sort key, (starts_at, id)
+  or (distance, id), so items added meanwhile never shift a page (no skip, no repeat).
+
+Errors name the HTTP parameter (`topic`, `q`, `from`, ...) so the gateway can pass
+them straight through as a 422.
+"""
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from bus.errors import NotFound, ValidationError
+from bus.messages import iso, utc_now
+from services.search import storage
+from services.search.projection import tokenise
+
+STATUSES = {"scheduled": "scheduled", "cancelled": "cancelled",
+            "all": {"$in": ["scheduled", "cancelled"]}}
+SORTS = ("starts_at", "distance")
+MAX_RADIUS_KM = 500
+DEFAULT_RADIUS_KM = 10
+MAX_LIMIT = 100
+
+
+def search(db, query):
+    query = parse(query)
+    collection = storage.live(db)
+    fetch = query["limit"] + 1  # one more tells whether there is a next page
+    if query["near"] is None:
+        documents = list(collection.find(build_filter(query), {"event": 1, "starts_at": 1})
+                         .sort([("starts_at", 1), ("_id", 1)]).limit(fetch))
+    else:
+        documents = list(collection.aggregate(geo_pipeline(query, fetch)))
+    return page(documents, query)
+
+
+def get(db, event_id):
+    if not isinstance(event_id, str):
+        raise NotFound("No such event.")
+    document = storage.live(db).find_one({"_id": event_id, "status": {"$ne": "deleted"}})
+    if document is None:
+        raise NotFound("No such event.")
+    return document["event"]
+
+
+def parse(query):
+    """Validate and normalise a query (docs/contracts.md); ValidationError names the parameter."""
+    if not isinstance(query, dict):
+        raise ValidationError({"query": ["Expected an object."]})
+    errors = {}
+
+    def check(name, convert, value):
+        try:
+            return convert(value)
+        except (TypeError, ValueError) as error:
+            errors[name] = [str(error) or "Invalid value."]
+
+    parsed = {
+        "topics": check("topic", _topics, query.get("topics")),
+        "words": check("q", _words, query.get("words")),
+        "from": check("from", _time, query.get("from") or iso(utc_now())),
+        "to": check("to", _time, query.get("to")),
+        "near": check("near", _point, query.get("near")),
+        "radius_km": check("radius_km", _radius, query.get("radius_km", DEFAULT_RADIUS_KM)),
+        "status": check("status", _status, query.get("status") or "scheduled"),
+        "sort": check("sort", _sort, query.get("sort") or "starts_at"),
+        "limit": check("limit", _limit, query.get("limit", 20)),
+    }
+    if not errors:
+        if parsed["to"] is not None and parsed["to"] <= parsed["from"]:
+            errors["to"] = ["Must be after from."]
+        if parsed["sort"] == "distance" and parsed["near"] is None:
+            errors["sort"] = ["Sorting by distance needs near."]
+    if errors:
+        raise ValidationError(errors)
+    parsed["after"] = decode_cursor(query.get("cursor"), parsed["sort"])
+    return parsed
+
+
+def build_filter(query):
+    """The conditions every result meets, whatever the sort (no keyset, no geo)."""
+    starts = {"$gte": query["from"]}
+    if query["to"] is not None:
+        starts["$lt"] = query["to"]
+    conditions = {"status": STATUSES[query["status"]], "starts_at": starts}
+    if query["topics"]:
+        conditions["topics"] = {"$in": query["topics"]}
+    if query["words"]:
+        conditions["words"] = {"$all": query["words"]}
+    if query["after"] is not None and query["sort"] == "starts_at":
+        conditions.update(_after("starts_at", query["after"]))
+    return conditions
+
+
+def geo_pipeline(query, fetch):
+    """$geoNear first (it must be), then keyset, order and page size."""
+    stages = [{"$geoNear": {
+        "near": {"type": "Point", "coordinates": [query["near"]["lng"], query["near"]["lat"]]},
+        "distanceField": "distance",
+        "maxDistance": query["radius_km"] * 1000,
+        "spherical": True,
+        "query": build_filter(query),
+    }}]
+    if query["sort"] == "distance":
+        if query["after"] is not None:
+            stages[0]["$geoNear"]["minDistance"] = query["after"][0]
+            stages.append({"$match": _after("distance", query["after"])})
+        order = {"distance": 1, "_id": 1}
+    else:
+        order = {"starts_at": 1, "_id": 1}
+    stages += [{"$sort": order}, {"$limit": fetch},
+               {"$project": {"event": 1, "starts_at": 1, "distance": 1}}]
+    return stages
+
+
+def page(documents, query):
+    items = []
+    for document in documents[:query["limit"]]:
+        item = dict(document["event"])
+        if query["near"] is not None:
+            item["distance_km"] = round(document["distance"] / 1000, 3)
+        items.append(item)
+    next_cursor = None
+    if len(documents) > query["limit"]:
+        last = documents[query["limit"] - 1]
+        key = last["distance"] if query["sort"] == "distance" else iso(last["starts_at"])
+        next_cursor = encode_cursor(query["sort"], key, last["_id"])
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def encode_cursor(sort, key, event_id):
+    raw = json.dumps({"sort": sort, "key": key, "id": event_id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor, sort):
+    """(key, id) of the last item of the previous page, or None for the first page."""
+    if cursor is None:
+        return None
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if raw["sort"] != sort or not isinstance(raw["id"], str):
+            raise ValueError
+        if sort == "distance":
+            key = raw["key"]
+            if isinstance(key, bool) or not isinstance(key, (int, float)):
+                raise ValueError
+        else:
+            key = _time(raw["key"])
+        return key, raw["id"]
+    except (TypeError, ValueError, KeyError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError({"cursor": ["Not a cursor of this search; start again without "
+                                          "it."]}) from None
+
+
+def _after(field, after):
+    key, event_id = after
+    return {"$or": [{field: {"$gt": key}}, {field: key, "_id": {"$gt": event_id}}]}
+
+
+def _topics(value):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise ValueError("Expected a list of topics.")
+    topics = [t.strip().lower() for t in value if t.strip()]
+    return list(dict.fromkeys(topics)) or None
+
+
+def _words(value):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
+        raise ValueError("Expected a list of words.")
+    return tokenise(" ".join(value)) or None
+
+
+def _time(value):
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("Expected an RFC 3339 time.")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("Expected an RFC 3339 time, e.g. 2026-12-05T20:30:00+01:00.") from None
+    if moment.tzinfo is None:
+        raise ValueError("The time needs an offset, e.g. Z or +01:00.")
+    return moment
+
+
+def _point(value):
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("Expected lat,lng.")
+    lat, lng = _number(value.get("lat")), _number(value.get("lng"))
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise ValueError("lat must be in -90..90 and lng in -180..180.")
+    return {"lat": lat, "lng": lng}
+
+
+def _radius(value):
+    radius = _number(DEFAULT_RADIUS_KM if value is None else value)
+    if not 0 < radius <= MAX_RADIUS_KM:
+        raise ValueError(f"Must be more than 0 and at most {MAX_RADIUS_KM}.")
+    return radius
+
+
+def _status(value):
+    if not isinstance(value, str) or value not in STATUSES:
+        raise ValueError(f"Must be one of {', '.join(STATUSES)}.")
+    return value
+
+
+def _sort(value):
+    if not isinstance(value, str) or value not in SORTS:
+        raise ValueError(f"Must be one of {', '.join(SORTS)}.")
+    return value
+
+
+def _limit(value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise ValueError(f"Must be an integer from 1 to {MAX_LIMIT}.")
+    return value
+
+
+def _number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError("Expected a number.")
+    return float(value)

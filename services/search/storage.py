@@ -1,0 +1,133 @@
+"""The read model: one document per event, in a collection named by a pointer document.
+
+A pointer (`state` collection, `_id: "read_model"`) names the live collection and,
+while `search.rebuild` runs, the one being built. Queries read the live one; the
+projection writes to both, so nothing that happens during a rebuild is missed,
+and the swap is one atomic update of the pointer (no rename, which MongoDB does
+not allow on sharded clusters and which would race with the projection's writes).
+
+Document: `_id` (event id), `version`, `status` ("scheduled" | "cancelled" |
+"deleted" for a tombstone), `starts_at` (UTC datetime), `topics`, `words` (see
+projection.tokenise), `location` (GeoJSON Point [lng, lat], absent without a
+place) and `event`, the resource as API.md returns it.
+"""
+import uuid
+from datetime import timedelta
+
+from pymongo import ASCENDING, GEOSPHERE, ReplaceOne, ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from bus.errors import Conflict
+from bus.messages import iso, utc_now
+
+STATE = "state"
+POINTER = "read_model"
+FIRST_COLLECTION = "events_initial"
+# A rebuild that has not reported progress for this long is presumed dead.
+REBUILD_STALE_AFTER = timedelta(seconds=60)
+DUPLICATE_KEY = 11000
+
+
+def ensure_indexes(db):
+    db[STATE].update_one({"_id": POINTER}, {"$setOnInsert": {"live": FIRST_COLLECTION,
+                                                             "building": None}}, upsert=True)
+    create_indexes(live(db))
+
+
+def create_indexes(collection):
+    collection.create_index([("location", GEOSPHERE)])
+    collection.create_index([("topics", ASCENDING), ("starts_at", ASCENDING), ("_id", ASCENDING)])
+    collection.create_index([("starts_at", ASCENDING), ("_id", ASCENDING)])
+    collection.create_index([("words", ASCENDING)])
+
+
+def pointer(db):
+    return db[STATE].find_one({"_id": POINTER}) or {"live": FIRST_COLLECTION, "building": None}
+
+
+def live(db):
+    return db[pointer(db)["live"]]
+
+
+def targets(db):
+    """The collections a projected change goes to: the live one, and a rebuild's."""
+    state = pointer(db)
+    return [db[name] for name in (state["live"], state.get("building")) if name]
+
+
+def save_if_newer(collection, document):
+    """Store ``document`` unless a same or newer version of the event is there.
+
+    The filter matches only an older version; if a newer one exists the upsert's
+    insert collides on `_id`, which is exactly "nothing to do"."""
+    try:
+        collection.replace_one({"_id": document["_id"], "version": {"$lt": document["version"]}},
+                               document, upsert=True)
+    except DuplicateKeyError:
+        pass
+
+
+def save_all_if_newer(collection, documents):
+    if not documents:
+        return
+    requests = [ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True)
+                for d in documents]
+    try:
+        collection.bulk_write(requests, ordered=False)
+    except BulkWriteError as error:
+        if any(e["code"] != DUPLICATE_KEY for e in error.details["writeErrors"]):
+            raise
+
+
+def begin_rebuild(db, total):
+    """Claim the rebuild and name a fresh collection for it; Conflict if one is running."""
+    now = utc_now()
+    name = f"events_{uuid.uuid4().hex[:12]}"
+    claimed = db[STATE].find_one_and_update(
+        {"_id": POINTER, "$or": [{"building": None},
+                                 {"rebuild.seen_at": {"$lt": now - REBUILD_STALE_AFTER}}]},
+        {"$set": {"building": name, "rebuild": {"started_at": now, "seen_at": now,
+                                                "copied": 0, "total": total}}},
+        return_document=ReturnDocument.BEFORE,
+    )
+    if claimed is None:
+        raise Conflict("A rebuild of the search read model is already running.")
+    for leftover in (claimed.get("building"), claimed.get("previous")):
+        if leftover:  # a dead rebuild's collection, or the one the last rebuild replaced
+            db.drop_collection(leftover)
+    create_indexes(db[name])
+    return db[name]
+
+
+def record_progress(db, copied):
+    db[STATE].update_one({"_id": POINTER}, {"$set": {"rebuild.copied": copied,
+                                                     "rebuild.seen_at": utc_now()}})
+
+
+def finish_rebuild(db, collection, copied):
+    """Swap the rebuilt collection in. The old one is kept as `previous` (queries that
+    read the pointer just before the swap still find it) and dropped by the next rebuild."""
+    swapped = db[STATE].find_one_and_update(
+        {"_id": POINTER, "building": collection.name},
+        [{"$set": {"previous": "$live", "live": collection.name, "building": None,
+                   "rebuild.copied": copied, "rebuild.finished_at": utc_now()}}],
+    )
+    if swapped is None:
+        raise Conflict("The rebuild was taken over by another one.")
+
+
+def ping(db):
+    db.command("ping")
+
+
+def rebuild_status(db):
+    state = pointer(db)
+    progress = state.get("rebuild") or {}
+    return {
+        "running": bool(state.get("building")),
+        "copied": progress.get("copied", 0),
+        "total": progress.get("total"),
+        "started_at": iso(progress.get("started_at")),
+        "finished_at": iso(progress.get("finished_at")),
+        "collection": state["live"],
+    }

@@ -1,0 +1,146 @@
+"""The projection against a real (SecantusDB) database: tokens, idempotence, order, rebuild."""
+import uuid
+
+import pytest
+from pymongo import MongoClient
+
+from bus.errors import Conflict, NotFound
+from bus.messages import new_message
+from services.search import projection, queries, storage
+
+
+@pytest.fixture
+def db(mongo_uri):
+    client = MongoClient(mongo_uri, tz_aware=True)
+    database = client[f"t{uuid.uuid4().hex[:8]}_search"]
+    storage.ensure_indexes(database)
+    yield database
+    client.drop_database(database.name)
+    client.close()
+
+
+def an_event(version=1, **changes):
+    event = {
+        "id": "a" * 32, "title": "Café Jazz Night", "description": "Hip-hop & soul, live!",
+        "topics": ["music"], "starts_at": "2030-05-01T19:00:00Z", "ends_at": None,
+        "timezone": "Europe/Paris",
+        "place": {"name": "New Morning", "address": None, "lat": 48.8729, "lng": 2.3526},
+        "organizer": None, "status": "scheduled", "version": version,
+        "created_at": "2030-01-01T00:00:00Z", "updated_at": "2030-01-01T00:00:00Z",
+    }
+    event.update(changes)
+    return event
+
+
+def created(event):
+    return new_message("events", "event_created", event["id"], event["version"], event=event)
+
+
+def updated(event, changed=("title",)):
+    return new_message("events", "event_updated", event["id"], event["version"], event=event,
+                       changed=list(changed), previous={})
+
+
+def deleted(event):
+    return new_message("events", "event_deleted", event["id"], event["version"], event=event)
+
+
+def test_tokenise_lowercases_strips_accents_and_splits_on_punctuation():
+    assert projection.tokenise("Café Jazz-Night!", None, "  TECH ") == [
+        "cafe", "jazz", "night", "tech"]
+    assert projection.tokenise("") == []
+
+
+def test_read_model_document_has_words_location_and_the_resource():
+    document = projection.from_event(an_event())
+    assert document["words"] == ["cafe", "hip", "hop", "jazz", "live", "morning", "music",
+                                 "new", "night", "soul"]
+    assert document["location"] == {"type": "Point", "coordinates": [2.3526, 48.8729]}
+    assert document["event"] == an_event()
+    assert "location" not in projection.from_event(an_event(place=None))
+
+
+def test_created_event_is_searchable_and_gettable(db):
+    projection.apply(db, created(an_event()))
+    assert queries.get(db, "a" * 32) == an_event()
+
+
+def test_duplicate_delivery_changes_nothing(db):
+    message = updated(an_event(version=2, title="Renamed"))
+    projection.apply(db, created(an_event()))
+    projection.apply(db, message)
+    projection.apply(db, message)
+    assert queries.get(db, "a" * 32)["title"] == "Renamed"
+    assert storage.live(db).count_documents({}) == 1
+
+
+def test_an_older_update_after_a_newer_one_changes_nothing(db):
+    projection.apply(db, updated(an_event(version=3, title="Third")))
+    projection.apply(db, updated(an_event(version=2, title="Second")))
+    projection.apply(db, created(an_event(version=1)))
+    assert queries.get(db, "a" * 32)["title"] == "Third"
+    assert queries.get(db, "a" * 32)["version"] == 3
+
+
+def test_a_deletion_is_not_undone_by_a_late_update(db):
+    projection.apply(db, created(an_event()))
+    projection.apply(db, deleted(an_event(version=3)))
+    projection.apply(db, updated(an_event(version=2, title="Late")))
+    with pytest.raises(NotFound):
+        queries.get(db, "a" * 32)
+    assert storage.live(db).find_one({"_id": "a" * 32})["version"] == 3
+
+
+def test_unknown_message_type_raises_so_it_is_retried_and_parked():
+    with pytest.raises(ValueError):
+        projection.from_message({"event_type": "event_exploded", "version": 1})
+
+
+def test_rebuild_copies_the_write_side_into_a_new_collection_and_swaps_it_in(db):
+    write_side = [an_event(id=f"{i:032x}", title=f"Event {i}") for i in range(7)]
+    projection.apply(db, created(an_event(id="f" * 32, title="Stale")))  # gone from write side
+    projection.apply(db, deleted(an_event(id="e" * 32, version=2)))
+    before = storage.live(db).name
+    pages = []
+
+    def all_events(after_id, limit):
+        pages.append(after_id)
+        rest = [e for e in write_side if after_id is None or e["id"] > after_id]
+        return rest[:limit]
+
+    assert projection.rebuild(db, all_events, total=7, page_size=3) == {"events": 7}
+
+    assert storage.live(db).name != before
+    assert pages == [None, write_side[2]["id"], write_side[5]["id"], write_side[6]["id"]]
+    assert queries.get(db, write_side[4]["id"])["title"] == "Event 4"
+    with pytest.raises(NotFound):
+        queries.get(db, "f" * 32)
+    # the old tombstone came along, so a late update cannot resurrect that event
+    projection.apply(db, updated(an_event(id="e" * 32, version=1)))
+    with pytest.raises(NotFound):
+        queries.get(db, "e" * 32)
+    status = storage.rebuild_status(db)
+    assert (status["running"], status["copied"], status["total"]) == (False, 7, 7)
+
+
+def test_changes_during_a_rebuild_reach_the_new_collection(db):
+    def all_events(after_id, limit):
+        if after_id is None:
+            # meanwhile an event is created that this rebuild's pages will not include
+            projection.apply(db, created(an_event(id="0" * 32, title="Meanwhile")))
+            return [an_event(id="1" * 32)]
+        return []
+
+    projection.rebuild(db, all_events)
+
+    assert queries.get(db, "0" * 32)["title"] == "Meanwhile"
+    assert queries.get(db, "1" * 32)["id"] == "1" * 32
+
+
+def test_only_one_rebuild_runs_at_a_time(db):
+    def all_events(after_id, limit):
+        with pytest.raises(Conflict):
+            projection.rebuild(db, lambda *_: [])
+        return []
+
+    projection.rebuild(db, all_events)

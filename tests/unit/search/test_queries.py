@@ -1,0 +1,238 @@
+"""Search queries: parameter checks, cursors, and every parameter against a real database."""
+import math
+import uuid
+
+import pytest
+from pymongo import MongoClient
+
+from bus.errors import NotFound, ValidationError
+from services.search import projection, queries, storage
+
+EARTH_RADIUS_M = 6378100  # what $geoNear uses
+PARIS = {"lat": 48.8566, "lng": 2.3522}
+
+
+def north_of(point, km):
+    """A point ``km`` due north of ``point`` on $geoNear's sphere."""
+    return {"lat": point["lat"] + math.degrees(km * 1000 / EARTH_RADIUS_M), "lng": point["lng"]}
+
+
+def query(**params):
+    base = {"topics": None, "words": None, "from": "2030-01-01T00:00:00Z", "to": None,
+            "near": None, "radius_km": 10, "status": "scheduled", "sort": "starts_at",
+            "limit": 20, "cursor": None}
+    base.update(params)
+    return base
+
+
+@pytest.fixture
+def db(mongo_uri):
+    client = MongoClient(mongo_uri, tz_aware=True)
+    database = client[f"t{uuid.uuid4().hex[:8]}_search"]
+    storage.ensure_indexes(database)
+    yield database
+    client.drop_database(database.name)
+    client.close()
+
+
+@pytest.fixture
+def add(db):
+    def add(name, starts_at="2030-05-01T19:00:00Z", topics=("music",), place=None, km=None,
+            status="scheduled", description="", place_name="Somewhere"):
+        if km is not None:
+            place = {"name": place_name, "address": None, **north_of(PARIS, km)}
+        event = {"id": uuid.uuid4().hex, "title": name, "description": description,
+                 "topics": list(topics), "starts_at": starts_at, "ends_at": None,
+                 "timezone": "UTC", "place": place, "organizer": None, "status": status,
+                 "version": 1, "created_at": "2030-01-01T00:00:00Z",
+                 "updated_at": "2030-01-01T00:00:00Z"}
+        storage.save_if_newer(storage.live(db), projection.from_event(event))
+        return event
+    return add
+
+
+def titles(result):
+    return [item["title"] for item in result["items"]]
+
+
+def test_topics_match_any_case_insensitively(db, add):
+    add("Jazz", topics=["music"], starts_at="2030-05-01T10:00:00Z")
+    add("Hackathon", topics=["tech"], starts_at="2030-05-01T11:00:00Z")
+    add("Street food", topics=["food", "outdoor"], starts_at="2030-05-01T12:00:00Z")
+    assert titles(queries.search(db, query(topics=["Tech", "OUTDOOR"]))) == [
+        "Hackathon", "Street food"]
+    assert titles(queries.search(db, query(topics=["film"]))) == []
+
+
+def test_every_word_must_be_a_whole_word_of_title_description_topics_or_place(db, add):
+    add("Jazz night", description="Live quartet", topics=["music"], km=1,
+        place_name="New Morning", starts_at="2030-05-01T10:00:00Z")
+    add("Jazz brunch", description="Pancakes", topics=["food"], starts_at="2030-05-01T11:00:00Z")
+    assert titles(queries.search(db, query(words=["JAZZ"]))) == ["Jazz night", "Jazz brunch"]
+    assert titles(queries.search(db, query(words=["jazz", "quartet"]))) == ["Jazz night"]
+    assert titles(queries.search(db, query(words=["jazz", "music"]))) == ["Jazz night"]
+    assert titles(queries.search(db, query(words=["morning", "jazz"]))) == ["Jazz night"]
+    assert titles(queries.search(db, query(words=["jazz", "opera"]))) == []
+    assert titles(queries.search(db, query(words=["jaz"]))) == []  # whole words, not prefixes
+
+
+def test_from_is_inclusive_and_to_exclusive(db, add):
+    add("At from", starts_at="2030-05-01T10:00:00Z")
+    add("Inside", starts_at="2030-05-01T11:00:00Z")
+    add("At to", starts_at="2030-05-01T12:00:00Z")
+    add("Before", starts_at="2030-05-01T09:59:59Z")
+    result = queries.search(db, query(**{"from": "2030-05-01T10:00:00Z",
+                                         "to": "2030-05-01T12:00:00Z"}))
+    assert titles(result) == ["At from", "Inside"]
+
+
+def test_from_accepts_offsets(db, add):
+    add("Evening", starts_at="2030-05-01T19:00:00Z")
+    assert titles(queries.search(db, query(**{"from": "2030-05-01T21:00:00+02:00"}))) == [
+        "Evening"]
+    assert titles(queries.search(db, query(**{"from": "2030-05-01T21:00:01+02:00"}))) == []
+
+
+def test_past_events_are_left_out_by_default(db, add):
+    add("Past", starts_at="2001-01-01T00:00:00Z")
+    add("Future", starts_at="2099-01-01T00:00:00Z")
+    assert titles(queries.search(db, query(**{"from": None}))) == ["Future"]
+    assert titles(queries.search(db, query(**{"from": "2000-01-01T00:00:00Z"}))) == [
+        "Past", "Future"]
+
+
+def test_status_filters_cancelled_events(db, add):
+    add("On", starts_at="2030-05-01T10:00:00Z")
+    add("Off", starts_at="2030-05-01T11:00:00Z", status="cancelled")
+    assert titles(queries.search(db, query())) == ["On"]
+    assert titles(queries.search(db, query(status="cancelled"))) == ["Off"]
+    assert titles(queries.search(db, query(status="all"))) == ["On", "Off"]
+
+
+def test_near_keeps_events_within_the_radius_with_their_distance(db, add):
+    add("Inside edge", km=9.999, starts_at="2030-05-01T10:00:00Z")
+    add("Outside edge", km=10.001, starts_at="2030-05-01T11:00:00Z")
+    add("Centre", km=0, starts_at="2030-05-01T12:00:00Z")
+    add("No place", starts_at="2030-05-01T13:00:00Z")
+    result = queries.search(db, query(near=PARIS, radius_km=10))
+    assert titles(result) == ["Inside edge", "Centre"]
+    assert [item["distance_km"] for item in result["items"]] == [9.999, 0.0]
+    assert titles(queries.search(db, query(near=PARIS, radius_km=10.002))) == [
+        "Inside edge", "Outside edge", "Centre"]
+
+
+def test_sort_by_distance(db, add):
+    add("Far", km=8)
+    add("Near", km=2)
+    add("Nearer", km=0.5)
+    result = queries.search(db, query(near=PARIS, sort="distance"))
+    assert titles(result) == ["Nearer", "Near", "Far"]
+    assert [item["distance_km"] for item in result["items"]] == [0.5, 2.0, 8.0]
+
+
+def test_parameters_combine(db, add):
+    add("Match", topics=["tech"], km=3, description="python meetup",
+        starts_at="2030-05-02T18:00:00Z")
+    add("Wrong topic", topics=["art"], km=3, description="python meetup",
+        starts_at="2030-05-02T18:00:00Z")
+    add("Too far", topics=["tech"], km=30, description="python meetup",
+        starts_at="2030-05-02T18:00:00Z")
+    add("Too late", topics=["tech"], km=3, description="python meetup",
+        starts_at="2030-05-09T18:00:00Z")
+    add("Other words", topics=["tech"], km=3, description="rust meetup",
+        starts_at="2030-05-02T18:00:00Z")
+    result = queries.search(db, query(topics=["tech"], words=["Python"], near=PARIS,
+                                      radius_km=5, **{"from": "2030-05-01T00:00:00Z",
+                                                      "to": "2030-05-08T00:00:00Z"}))
+    assert titles(result) == ["Match"]
+
+
+@pytest.mark.parametrize("sort", ["starts_at", "distance"])
+def test_paging_visits_every_item_once_even_while_events_are_added(db, add, sort):
+    for i in range(25):  # equal start times and distances too, so the id tiebreak matters
+        add(f"E{i}", starts_at=f"2030-05-{1 + i // 3:02d}T10:00:00Z", km=(i % 4) + 1)
+    seen, cursor, pages = [], None, 0
+    while True:
+        result = queries.search(db, query(near=PARIS, sort=sort, limit=4, cursor=cursor))
+        seen += [item["id"] for item in result["items"]]
+        add(f"Added {pages}", starts_at="2030-06-01T10:00:00Z", km=5)  # sorts after a page
+        pages += 1
+        cursor = result["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))  # no repeats
+    assert len(seen) >= 25  # nothing of the original 25 skipped
+    keys = [(i["starts_at"], i["id"]) if sort == "starts_at" else (i["distance_km"], i["id"])
+            for i in queries.search(db, query(near=PARIS, sort=sort, limit=100))["items"]]
+    assert keys == sorted(keys)
+
+
+def test_last_page_has_no_cursor_and_limit_is_honoured(db, add):
+    for i in range(3):
+        add(f"E{i}", starts_at=f"2030-05-0{i + 1}T10:00:00Z")
+    first = queries.search(db, query(limit=2))
+    assert titles(first) == ["E0", "E1"] and first["next_cursor"]
+    second = queries.search(db, query(limit=2, cursor=first["next_cursor"]))
+    assert titles(second) == ["E2"] and second["next_cursor"] is None
+    assert queries.search(db, query(limit=3))["next_cursor"] is None
+
+
+def test_get_reads_the_read_model(db, add):
+    event = add("Jazz")
+    assert queries.get(db, event["id"]) == event
+    for bad in ["nope", {"$ne": None}, "0" * 32]:
+        with pytest.raises(NotFound):
+            queries.get(db, bad)
+
+
+def test_cursor_round_trip_and_it_is_opaque_text():
+    cursor = queries.encode_cursor("starts_at", "2030-05-01T10:00:00.123000Z", "ab" * 16)
+    assert isinstance(cursor, str) and "{" not in cursor
+    key, event_id = queries.decode_cursor(cursor, "starts_at")
+    assert key.isoformat() == "2030-05-01T10:00:00.123000+00:00" and event_id == "ab" * 16
+    distance = queries.encode_cursor("distance", 1234.5678901234567, "cd" * 16)
+    assert queries.decode_cursor(distance, "distance") == (1234.5678901234567, "cd" * 16)
+
+
+@pytest.mark.parametrize("cursor", ["garbage!", "e30", "", 12, {"$gt": ""},
+                                    queries.encode_cursor("distance", 1.0, "x")])
+def test_malformed_cursor_is_a_validation_error_on_cursor(cursor):
+    with pytest.raises(ValidationError) as error:
+        queries.decode_cursor(cursor, "starts_at")
+    assert list(error.value.details) == ["cursor"]
+
+
+@pytest.mark.parametrize("params, parameter", [
+    ({"topics": "music"}, "topic"),
+    ({"topics": [{"$ne": 1}]}, "topic"),
+    ({"words": [{"$gt": ""}]}, "q"),
+    ({"from": "2030-05-01T10:00:00"}, "from"),
+    ({"from": "tomorrow"}, "from"),
+    ({"to": "2029-01-01T00:00:00Z"}, "to"),
+    ({"to": {"$gt": 1}}, "to"),
+    ({"near": {"lat": 91, "lng": 0}}, "near"),
+    ({"near": {"lat": "1", "lng": 0}}, "near"),
+    ({"near": PARIS, "radius_km": 0}, "radius_km"),
+    ({"near": PARIS, "radius_km": 500.1}, "radius_km"),
+    ({"status": "deleted"}, "status"),
+    ({"status": {"$ne": 1}}, "status"),
+    ({"sort": "title"}, "sort"),
+    ({"sort": "distance"}, "sort"),
+    ({"limit": 0}, "limit"),
+    ({"limit": 101}, "limit"),
+    ({"limit": True}, "limit"),
+])
+def test_bad_parameters_are_named(params, parameter):
+    with pytest.raises(ValidationError) as error:
+        queries.parse(query(**params))
+    assert parameter in error.value.details
+
+
+def test_filter_uses_indexed_fields():
+    parsed = queries.parse(query(topics=["Music", "music "], words=["Jazz", "Café"],
+                                 to="2030-02-01T00:00:00Z", status="all"))
+    conditions = queries.build_filter(parsed)
+    assert conditions["topics"] == {"$in": ["music"]}
+    assert conditions["words"] == {"$all": ["cafe", "jazz"]}
+    assert set(conditions["starts_at"]) == {"$gte", "$lt"}
+    assert conditions["status"] == {"$in": ["scheduled", "cancelled"]}
