@@ -7,6 +7,7 @@ user's ``version`` (1 at registration), which its message carries.
 import functools
 import logging
 import math
+import re
 import uuid
 from datetime import timedelta
 
@@ -29,6 +30,8 @@ FAILED_LOGIN_WINDOW = timedelta(minutes=15)
 MAX_SECONDARY_EMAILS = 10
 # Optimistic writes retried this often before giving up on a busy account.
 SAVE_ATTEMPTS = 5
+# Ids are opaque to callers, but we make them: anything else is unknown without a query.
+USER_ID = re.compile(r"[0-9a-f]{32}")
 
 _hasher = PasswordHasher()
 
@@ -48,7 +51,7 @@ def _verify(password_hash, password):
 
 @functools.cache
 def _dummy_hash():
-    return _hasher.hash(uuid.uuid4().hex)
+    return _hash(uuid.uuid4().hex)
 
 
 def register(db, username, email, password):
@@ -66,7 +69,7 @@ def create_admin(db, username, email, password):
     fields = schemas.load(
         schemas.Registration(), {"username": username, "email": email, "password": password}
     )
-    while True:
+    for _ in range(SAVE_ATTEMPTS):
         user = storage.by_username(db, fields["username"])
         if user is not None:
             if user["role"] == "admin":
@@ -85,6 +88,7 @@ def create_admin(db, username, email, password):
             if "username" not in conflict.details:
                 raise
             # a concurrent call created the username first: promote that one
+    raise Conflict("The account is changing too often; try again.")
 
 
 def _create(db, fields, role):
@@ -259,8 +263,8 @@ def delete(db, user_id):
 
 
 def _live_user(db, user_id):
-    # ids are opaque: anything that is not a known id's string is simply unknown
-    user = storage.live(db, user_id) if isinstance(user_id, str) else None
+    user = (storage.live(db, user_id)
+            if isinstance(user_id, str) and USER_ID.fullmatch(user_id) else None)
     if user is None:
         raise NotFound("No such user.")
     return user

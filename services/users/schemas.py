@@ -4,7 +4,8 @@ The gateway checks shape too, but RPC callers are not trusted: every string fiel
 loaded here, so a dict such as ``{"$ne": ""}`` becomes a ValidationError naming the
 field and never reaches a Mongo query.
 """
-from marshmallow import Schema, ValidationError as MarshmallowError, fields, validate, validates_schema
+from marshmallow import Schema, fields, validate, validates_schema
+from marshmallow import ValidationError as MarshmallowError
 
 from bus.errors import validation_error
 from bus.messages import iso
@@ -13,6 +14,26 @@ USERNAME = validate.Regexp(r"^[a-z0-9_.-]{3,30}$", error="3 to 30 characters of 
 PASSWORD = validate.Length(min=8, max=256)
 # RFC 5321 caps a forward path at 256 octets including the angle brackets.
 EMAIL_MAX = 254
+
+
+class _Storable:
+    """Refuses lone surrogates: JSON allows them, but UTF-8 (argon2, BSON) cannot encode them."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MarshmallowError("Not valid UTF-8 text.") from None
+        return text
+
+
+class Text(_Storable, fields.String):
+    pass
+
+
+class Email(_Storable, fields.Email):
+    pass
 
 
 class User(Schema):
@@ -25,27 +46,27 @@ class User(Schema):
 
 
 class Registration(Schema):
-    username = fields.String(required=True, validate=USERNAME)
-    email = fields.Email(required=True, validate=validate.Length(max=EMAIL_MAX))
-    password = fields.String(required=True, validate=PASSWORD)
+    username = Text(required=True, validate=USERNAME)
+    email = Email(required=True, validate=validate.Length(max=EMAIL_MAX))
+    password = Text(required=True, validate=PASSWORD)
 
 
 class NewEmail(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=EMAIL_MAX))
+    email = Email(required=True, validate=validate.Length(max=EMAIL_MAX))
 
 
 class KnownEmail(Schema):
     """An email that must match a stored one: anything else is simply not found."""
 
-    email = fields.String(required=True)
+    email = Text(required=True)
 
 
 class Login(Schema):
     # Any string may be tried (a wrong one is just wrong credentials); the cap keeps
     # an attacker from making argon2 hash megabytes.
-    password = fields.String(required=True, validate=validate.Length(max=PASSWORD.max))
-    username = fields.String(allow_none=True)
-    email = fields.String(allow_none=True)
+    password = Text(required=True, validate=validate.Length(max=PASSWORD.max))
+    username = Text(allow_none=True)
+    email = Text(allow_none=True)
 
     @validates_schema
     def one_identifier(self, data, **kwargs):

@@ -72,10 +72,10 @@ def update_live(db, user_id, update):
 
 def record_failed_login(db, user_id, moment, keep):
     db[USERS].update_one(
-        {"_id": user_id},
+        {"_id": user_id, **LIVE},
         {"$push": {"failed_logins": {"$each": [moment], "$slice": -keep}}},
     )
 
 
 def clear_failed_logins(db, user_id):
-    db[USERS].update_one({"_id": user_id}, {"$set": {"failed_logins": []}})
+    db[USERS].update_one({"_id": user_id, **LIVE}, {"$set": {"failed_logins": []}})

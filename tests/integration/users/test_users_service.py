@@ -136,5 +136,6 @@ def test_create_admin_creates_then_promotes(users, service_config):
     assert welcome["data"]["user"] == admin
 
     ann = users.register("ann", "ann@example.org", PASSWORD)
-    assert users.create_admin("ann", "x@example.org", "whatever password") == {**ann, "role": "admin"}
+    promoted = users.create_admin("ann", "x@example.org", "whatever password")
+    assert promoted == {**ann, "role": "admin"}
     assert users.get(ann["id"])["role"] == "admin"

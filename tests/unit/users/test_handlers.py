@@ -129,6 +129,8 @@ def test_wrong_password_and_unknown_user_look_the_same(db, config):
     {"password": PASSWORD, "username": {"$ne": ""}},
     {"password": PASSWORD, "email": {"$gt": ""}},
     {"password": PASSWORD},
+    {"password": "pass\ud800word", "username": "ann"},
+    {"password": PASSWORD, "email": "ann\ud800@example.org"},
 ])
 def test_malformed_logins_are_validation_errors(db, config, login):
     register(db)
@@ -181,7 +183,9 @@ def test_failures_of_one_account_do_not_lock_another(db, config):
 # reading
 
 
-@pytest.mark.parametrize("user_id", ["0" * 32, "not-an-id", "", None, 42, {"$ne": ""}])
+@pytest.mark.parametrize("user_id", [
+    "0" * 32, "not-an-id", "", None, 42, {"$ne": ""}, "\ud800" * 32,
+])
 def test_unknown_or_malformed_ids_are_not_found(db, user_id):
     register(db)
     with pytest.raises(NotFound):

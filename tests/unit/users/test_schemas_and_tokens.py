@@ -30,6 +30,8 @@ def test_a_good_registration_loads_unchanged():
     ("password", "short"),
     ("password", "x" * 257),
     ("password", {"$ne": ""}),
+    ("password", "lone \ud800 surrogate"),  # valid JSON, but no UTF-8 for argon2 or BSON
+    ("email", "a@b\ud800.org"),
 ])
 def test_bad_registration_fields_are_named_in_the_error(field, value):
     with pytest.raises(ValidationError) as caught:
@@ -46,8 +48,9 @@ def test_a_missing_field_is_named():
 @pytest.mark.parametrize("login", [
     {"password": "p", "username": None, "email": None},
     {"password": "p", "username": "ann", "email": "a@b.org"},
+    {"password": "p", "username": "\udfff", "email": None},
 ])
-def test_a_login_names_exactly_one_of_username_or_email(login):
+def test_a_login_has_exactly_one_storable_username_or_email(login):
     with pytest.raises(ValidationError) as caught:
         schemas.load(schemas.Login(), login)
     assert "username" in caught.value.details
