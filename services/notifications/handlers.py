@@ -6,7 +6,7 @@ stored in the same atomic write (bus.outbox) and handed to ``relay(collection,
 document_id)`` to publish at once. ``now`` is passed in so tests control time.
 """
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from bus.errors import Conflict, NotFound, ValidationError
 from bus.messages import new_message
@@ -28,8 +28,9 @@ def parse_time(text):
 
 def time_before(starts_at, before_minutes):
     """``before_minutes`` of elapsed time before the start. Computed in UTC, so a
-    daylight-saving change in the event's time zone does not stretch or shrink it."""
-    return starts_at - timedelta(minutes=before_minutes)
+    daylight-saving change in the event's time zone does not stretch or shrink it
+    (Python subtracts wall-clock time from a datetime in a zone with DST)."""
+    return starts_at.astimezone(timezone.utc) - timedelta(minutes=before_minutes)
 
 
 # the local copy of events

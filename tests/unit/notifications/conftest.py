@@ -1,0 +1,66 @@
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bus.messages import iso, new_message
+from bus.mongo import connect
+from services.notifications import handlers, storage
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def db(mongo_uri):
+    config = {"MONGO_URI": mongo_uri, "MONGO_DATABASE_PREFIX": f"n{uuid.uuid4().hex[:8]}_"}
+    client, database = connect(config, "notifications")
+    storage.ensure_indexes(database)
+    yield database
+    client.drop_database(database.name)
+    client.close()
+
+
+@pytest.fixture
+def relayed():
+    """Stands in for the outbox's publish-now: records what was handed to it."""
+    calls = []
+
+    def relay(collection, document_id):
+        calls.append((collection, document_id))
+
+    relay.calls = calls
+    return relay
+
+
+def user(user_id="u1", email="ann@example.com", secondary=("Ann.Work@Example.com",)):
+    return {"id": user_id, "username": user_id, "email": email,
+            "secondary_emails": list(secondary), "role": "user",
+            "created_at": "2026-01-01T00:00:00Z"}
+
+
+def event(event_id="e1", starts_at=NOW + timedelta(days=2), version=1, status="scheduled",
+          timezone_name="Europe/Berlin"):
+    return {
+        "id": event_id, "title": "Jazz night", "description": "Live music", "topics": ["jazz"],
+        "starts_at": iso(starts_at), "ends_at": None, "timezone": timezone_name,
+        "place": {"name": "Blue Note", "address": "Main St 1", "lat": 52.5, "lng": 13.4},
+        "organizer": None, "status": status, "version": version,
+        "created_at": iso(NOW), "updated_at": iso(NOW),
+    }
+
+
+def event_message(event_type, resource):
+    data = {"event": resource}
+    if event_type == "event_updated":
+        data.update(changed=[], previous={})
+    return new_message("events", event_type, resource["id"], resource["version"], **data)
+
+
+def known(db, resource, relay=lambda *a: None):
+    """Put ``resource`` into the service's local copy, as event_created does."""
+    handlers.on_event_message(db, event_message("event_created", resource), NOW, relay)
+    return resource
+
+
+def no_fetch(event_id):
+    raise AssertionError(f"{event_id} should have been in the local copy")
