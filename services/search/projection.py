@@ -69,7 +69,7 @@ def apply(db, message):
         storage.save_if_newer(collection, document)
 
 
-def rebuild(db, all_events, total=None, page_size=REBUILD_PAGE):
+def rebuild(db, all_events, total=None, page_size=None):
     """Rebuild the read model from the write side into a fresh collection, then swap it in.
 
     ``all_events(after_id, limit)`` is the events service's RPC. Searches keep
@@ -79,7 +79,7 @@ def rebuild(db, all_events, total=None, page_size=REBUILD_PAGE):
              total if total is not None else "?")
     copied, after_id = 0, None
     while True:
-        page = all_events(after_id, page_size)
+        page = all_events(after_id, page_size or REBUILD_PAGE)
         if not page:
             break
         storage.save_all_if_newer(building, [from_event(event) for event in page])
