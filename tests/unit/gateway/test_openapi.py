@@ -1,0 +1,97 @@
+"""/openapi.json documents exactly the routes the gateway serves, with their errors."""
+import inspect
+import json
+import re
+
+from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+from werkzeug.routing import Map
+
+from services.gateway import openapi
+from services.gateway.http import HttpEntrypoint
+from services.gateway.service import GatewayService
+
+AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
+
+
+def served_routes():
+    """(method, OpenAPI path) for every rule of the gateway's URL map."""
+    url_map = Map()
+    for _, function in inspect.getmembers(GatewayService, inspect.isfunction):
+        for entrypoint in getattr(function, ENTRYPOINT_EXTENSIONS_ATTR, ()):
+            if isinstance(entrypoint, HttpEntrypoint):
+                url_map.add(entrypoint.get_url_rule())
+    return {
+        (method.lower(), re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in url_map.iter_rules()
+        for method in rule.methods - AUTOMATIC_METHODS
+    }
+
+
+def documented_routes(document):
+    return {(method, path) for path, item in document["paths"].items()
+            for method in item if method != "parameters"}
+
+
+def test_every_served_route_is_documented_and_nothing_else():
+    routes = served_routes()
+    assert len(routes) == 20  # API.md: 2 operations, 7 accounts, 5 events, 6 notifications
+    assert documented_routes(openapi.document()) == routes
+
+
+def test_the_document_is_json_and_openapi_3():
+    document = json.loads(json.dumps(openapi.document()))
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"]
+
+
+def operations(document):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield method, path, operation
+
+
+def test_every_operation_documents_its_errors():
+    document = openapi.document()
+    for method, path, operation in operations(document):
+        responses = operation["responses"]
+        assert "503" in responses, (method, path)
+        if "requestBody" in operation:
+            assert {"400", "413", "422"} <= set(responses), (method, path)
+        if "security" in operation:
+            assert "401" in responses, (method, path)
+        for code, response in responses.items():
+            if int(code) >= 400:
+                name = response["$ref"].rsplit("/", 1)[1]
+                schema = document["components"]["responses"][name]["content"][
+                    "application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}
+
+
+def test_admin_routes_document_403_and_public_ones_need_no_token():
+    document = openapi.document()
+    admin = {("post", "/events"), ("patch", "/events/{event_id}"),
+             ("delete", "/events/{event_id}")}
+    public = {("get", "/health"), ("get", "/openapi.json"), ("post", "/users"),
+              ("post", "/auth/token"), ("get", "/events"), ("get", "/events/{event_id}")}
+    for method, path, operation in operations(document):
+        assert ("403" in operation["responses"]) == ((method, path) in admin)
+        assert ("security" not in operation) == ((method, path) in public)
+
+
+def test_path_parameters_are_declared():
+    document = openapi.document()
+    for path, item in document["paths"].items():
+        names = set(re.findall(r"{(\w+)}", path))
+        declared = {parameter["name"] for parameter in item.get("parameters", [])}
+        assert declared == names, path
+
+
+def test_429_documents_retry_after_and_the_search_parameters_are_listed():
+    document = openapi.document()
+    assert "Retry-After" in document["components"]["responses"]["RateLimited"]["headers"]
+    assert "429" in document["paths"]["/auth/token"]["post"]["responses"]
+    names = {parameter["name"]
+             for parameter in document["paths"]["/events"]["get"]["parameters"]}
+    assert names == {"topic", "q", "from", "to", "near", "radius_km", "status", "sort",
+                     "limit", "cursor"}
