@@ -89,7 +89,7 @@ def reminder_email(notification, event, send_key, sender=DEFAULT_SENDER, now=Non
     text, html_body = _both("reminder", values, {"message_block": html_message})
     email = _message(sender, notification["email"], notification["subject"], send_key,
                      text, html_body)
-    email.add_attachment(calendar(event, now), maintype="text", subtype="calendar",
+    email.add_attachment(calendar(event, now), subtype="calendar",
                          filename="event.ics", params={"method": "PUBLISH"})
     return email
 

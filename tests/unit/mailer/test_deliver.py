@@ -1,0 +1,100 @@
+"""Once per send key: the mailer's sent log, against a real SecantusDB database.
+
+SMTP is a recording function here; tests/integration/mailer sends to a real server."""
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import eventlet
+import pytest
+
+from bus.mongo import connect
+from services.mailer import service, smtp, storage
+
+
+@pytest.fixture
+def db(mongo_uri):
+    config = {"MONGO_URI": mongo_uri, "MONGO_DATABASE_PREFIX": f"m{uuid.uuid4().hex[:8]}_"}
+    client, database = connect(config, "mailer")
+    storage.ensure_indexes(database)
+    yield database
+    client.drop_database(database.name)
+    client.close()
+
+
+class Server:
+    """Accepts mail, or fails with the given errors first."""
+
+    def __init__(self, *failures, delay=0):
+        self.failures = list(failures)
+        self.delay = delay
+        self.accepted = []
+
+    def __call__(self, email):
+        eventlet.sleep(self.delay)
+        if self.failures:
+            raise self.failures.pop(0)
+        self.accepted.append(email)
+
+
+def deliver(db, server, key="reminder:n1:1", max_attempts=3, lease_seconds=30, now=None):
+    return service.deliver(db, lambda *a: None, key, "reminder", "n1", f"mail for {key}",
+                           server, max_attempts, lease_seconds,
+                           **({"now": now} if now else {}))
+
+
+def outcome(db, key="reminder:n1:1"):
+    entry = db[storage.SENDS].find_one({"_id": key})
+    return entry["status"], [m["event_type"] for m in entry.get("pending_events", [])]
+
+
+def test_a_redelivered_key_is_not_sent_again(db):
+    server = Server()
+    assert deliver(db, server) == "sent"
+    assert deliver(db, server) == "sent"
+    assert server.accepted == ["mail for reminder:n1:1"]
+    assert outcome(db) == ("sent", ["email_sent"])
+
+
+def test_two_copies_at_once_send_one_mail(db):
+    server = Server(delay=0.3)
+    pool = eventlet.GreenPool()
+    results = list(pool.imap(lambda _: deliver(db, server), range(3)))
+    assert results == ["sent"] * 3
+    assert len(server.accepted) == 1
+
+
+def test_permanent_failure_is_reported_at_once(db):
+    server = Server(smtp.PermanentFailure("550 no such mailbox"))
+    assert deliver(db, server) == "failed"
+    entry = db[storage.SENDS].find_one({"_id": "reminder:n1:1"})
+    assert entry["pending_events"][0]["data"]["reason"] == "550 no such mailbox"
+    assert deliver(db, Server()) == "failed"  # and never retried
+
+
+def test_transient_failure_raises_for_a_retry_then_sends_once(db):
+    server = Server(smtp.TransientFailure("451 try later"))
+    with pytest.raises(smtp.TransientFailure):
+        deliver(db, server)
+    assert outcome(db) == ("retry", [])
+    assert deliver(db, server) == "sent"
+    assert len(server.accepted) == 1
+
+
+def test_the_last_attempt_reports_failure_instead_of_retrying(db):
+    server = Server(*[smtp.TransientFailure("421 busy")] * 3)
+    for _ in range(2):
+        with pytest.raises(smtp.TransientFailure):
+            deliver(db, server)
+    assert deliver(db, server) == "failed"
+    entry = db[storage.SENDS].find_one({"_id": "reminder:n1:1"})
+    assert entry["reason"] == "gave up after 3 attempts: 421 busy"
+
+
+def test_a_dead_holders_claim_is_taken_over_after_its_lease(db):
+    start = datetime.now(timezone.utc)
+    storage.record(db, "reminder:n1:1", "reminder", "n1", start)
+    storage.claim(db, "reminder:n1:1", "dead-instance", start, lease_seconds=30)
+    server = Server()
+    clock = iter([start + timedelta(seconds=s) for s in (1, 2, 3, 31, 31, 31, 31)])
+    assert deliver(db, server, now=lambda: next(clock)) == "sent"
+    assert len(server.accepted) == 1

@@ -1,0 +1,109 @@
+"""What a reminder, a cancellation notice and a welcome email say."""
+import email
+from email import policy
+
+from services.mailer import smtp
+
+EVENT = {
+    "id": "e1", "title": "Jazz <night> & more", "description": "Live music; bring friends, too",
+    "topics": ["jazz"], "starts_at": "2026-03-29T01:30:00Z", "ends_at": None,
+    "timezone": "Europe/Berlin",
+    "place": {"name": "Blue Note", "address": "Main St 1", "lat": 52.5, "lng": 13.4},
+    "organizer": None, "status": "scheduled", "version": 3,
+    "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+}
+NOTIFICATION = {
+    "id": "n1", "event_id": "e1", "email": "ann@example.com", "subject": "Reminder: Jazz",
+    "message": "Buy tickets\nat the door", "remind_at": "2026-03-29T00:30:00Z",
+    "before_minutes": 60, "status": "scheduled", "created_at": "2026-01-01T00:00:00Z",
+    "updated_at": "2026-01-01T00:00:00Z", "sent_at": None, "failure_reason": None,
+}
+
+
+def parsed(message):
+    """The message as a receiving client sees it."""
+    return email.message_from_bytes(message.as_bytes(), policy=policy.default)
+
+
+def parts(message):
+    received = parsed(message)
+    text = received.get_body(("plain",)).get_content()
+    html = received.get_body(("html",)).get_content()
+    attachments = {p.get_filename(): p for p in received.iter_attachments()}
+    return received, text, html, attachments
+
+
+def test_start_is_shown_in_the_events_time_zone_on_both_sides_of_a_dst_change():
+    # Berlin springs forward on 29 March 2026 at 01:00 UTC
+    assert smtp.local_start({**EVENT, "starts_at": "2026-03-29T00:30:00Z"}) == (
+        "Sunday 29 March 2026, 01:30 CET (Europe/Berlin, UTC+01:00)")
+    assert smtp.local_start(EVENT) == (
+        "Sunday 29 March 2026, 03:30 CEST (Europe/Berlin, UTC+02:00)")
+    assert smtp.local_start({**EVENT, "timezone": "America/New_York"}) == (
+        "Saturday 28 March 2026, 21:30 EDT (America/New_York, UTC-04:00)")
+
+
+def test_reminder_has_title_local_start_place_and_message_in_text_and_html():
+    received, text, html, attachments = parts(
+        smtp.reminder_email(NOTIFICATION, EVENT, "reminder:n1:1"))
+    assert received["To"] == "ann@example.com"
+    assert received["Subject"] == "Reminder: Jazz"
+    for body in (text, html):
+        assert "03:30 CEST" in body
+        assert "Blue Note, Main St 1" in body
+        assert "Buy tickets\nat the door" in body
+    assert "Jazz <night> & more" in text
+    assert "Jazz &lt;night&gt; &amp; more" in html and "<night>" not in html
+    assert list(attachments) == ["event.ics"]
+
+
+def test_reminder_carries_a_calendar_invitation():
+    *_, attachments = parts(smtp.reminder_email(NOTIFICATION, EVENT, "reminder:n1:1"))
+    ics = attachments["event.ics"]
+    assert ics.get_content_type() == "text/calendar"
+    lines = ics.get_content().replace("\r\n ", "").splitlines()
+    assert "DTSTART:20260329T013000Z" in lines
+    assert "DTEND:20260329T023000Z" in lines  # no end given: an hour
+    assert "SUMMARY:Jazz <night> & more" in lines
+    assert "DESCRIPTION:Live music\\; bring friends\\, too" in lines
+    assert "LOCATION:Blue Note\\, Main St 1" in lines
+    assert "UID:e1@eventpost" in lines
+    assert lines[0] == "BEGIN:VCALENDAR" and lines[-1] == "END:VCALENDAR"
+
+
+def test_long_calendar_lines_are_folded_without_splitting_characters():
+    long_title = "Café " * 40
+    ics = smtp.calendar({**EVENT, "title": long_title})
+    assert all(len(line.encode()) <= 75 for line in ics.split("\r\n"))
+    assert f"SUMMARY:{long_title}" in ics.replace("\r\n ", "")
+
+
+def test_message_id_depends_only_on_the_send_key():
+    first = smtp.reminder_email(NOTIFICATION, EVENT, "reminder:n1:1")
+    again = smtp.reminder_email({**NOTIFICATION, "message": None}, EVENT, "reminder:n1:1")
+    other = smtp.reminder_email(NOTIFICATION, EVENT, "reminder:n1:2")
+    assert first["Message-ID"] == again["Message-ID"] != other["Message-ID"]
+    assert first[smtp.SEND_KEY_HEADER] == "reminder:n1:1"
+
+
+def test_reminder_without_message_or_place():
+    _, text, html, _ = parts(smtp.reminder_email(
+        {**NOTIFICATION, "message": None}, {**EVENT, "place": None}, "k"))
+    assert "no place given" in text and "None" not in text and "None" not in html
+
+
+def test_cancellation_notice_lists_the_cancelled_reminders():
+    received, text, html, attachments = parts(smtp.cancelled_email(
+        "ann@example.com", EVENT, [NOTIFICATION], "cancel:e1:4:u1"))
+    assert received["Subject"] == "Cancelled: Jazz <night> & more"
+    assert "cancelled" in text and "03:30 CEST" in text
+    assert "Reminder: Jazz (due 2026-03-29T00:30:00Z)" in text
+    assert "<li>Reminder: Jazz" in html
+    assert attachments == {}
+
+
+def test_welcome_email():
+    user = {"id": "u1", "username": "ann", "email": "ann@example.com"}
+    received, text, html, _ = parts(smtp.welcome_email(user, "welcome:u1"))
+    assert received["To"] == "ann@example.com"
+    assert "Welcome to EventPost, ann!" in text and "ann@example.com" in html
