@@ -53,8 +53,8 @@ ADD_EMAIL_DESCRIPTION = """Adds a secondary email. An email already used by any 
 (as primary or secondary) is a 409; the users service may cap the number of secondary
 emails per account (409 beyond it)."""
 
-CREATE_EVENT_DESCRIPTION = """Admin only. Required: `title`, `starts_at`. Defaults:
-`description` "", `topics` [], `ends_at` null, `timezone` "UTC", `place` null,
+CREATE_EVENT_DESCRIPTION = """Admin only. Required: `title`, `starts_at`, `topics`.
+Defaults: `description` "", `ends_at` null, `timezone` "UTC", `place` null,
 `organizer` null, `status` "scheduled". Topics are trimmed, lower-cased and
 de-duplicated. `ends_at` must be after `starts_at` (checked here when both are in the
 body, by the events service against the stored `starts_at` otherwise)."""

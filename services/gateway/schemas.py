@@ -186,9 +186,7 @@ class EventCreate(EventFields):
     title = fields.String(required=True, validate=[Length(1, 120), not_blank])
     starts_at = Time(required=True)
     description = fields.String(load_default="", validate=Length(max=4000))
-    topics = fields.List(
-        Topic(validate=Length(1, 40)), load_default=list, validate=Length(1, 10)
-    )
+    topics = fields.List(Topic(validate=Length(1, 40)), required=True, validate=Length(1, 10))
     ends_at = Time(allow_none=True, load_default=None)
     timezone = fields.String(load_default="UTC", validate=is_timezone)
     place = fields.Nested(Place, allow_none=True, load_default=None)

@@ -92,7 +92,7 @@ class GatewayService:
         user = self.auth.user(request)
         return 201, self.users.add_email(user["id"], load(EmailAddress(), body)["email"])
 
-    @http("DELETE", "/users/me/emails/<email>")
+    @http("DELETE", "/users/me/emails/<path:email>")  # "/" is legal in an email
     def remove_email(self, request, email):
         user = self.auth.user(request)
         self.users.remove_email(user["id"], email)

@@ -24,6 +24,9 @@ USERS = {
 }
 
 
+REMOVABLE = {"old@example.com", "a/b@example.com"}
+
+
 class UsersStandIn:
     """Answers like the real users service would, for the cases under test."""
 
@@ -57,6 +60,12 @@ class UsersStandIn:
 
     @rpc
     def delete(self, user_id):
+        return None
+
+    @rpc
+    def remove_email(self, user_id, email):
+        if email not in REMOVABLE:
+            raise NotFound("That is not one of your secondary emails.")
         return None
 
 
@@ -214,7 +223,7 @@ def test_a_service_that_is_not_running_is_a_503_without_waiting(client, make_tok
 def test_an_admin_write_to_a_stopped_events_service_is_a_503_naming_it(
     client, users, make_token
 ):
-    body = {"title": "Jazz", "starts_at": "2030-01-01T20:00:00+01:00"}
+    body = {"title": "Jazz", "starts_at": "2030-01-01T20:00:00+01:00", "topics": ["jazz"]}
     response = client.post("/events", json=body, headers=bearer(make_token("a-1", "admin")))
     error = assert_error(response, 503, "unavailable")
     assert error["details"] == {"service": "events"}
@@ -274,8 +283,20 @@ def test_delete_me_is_a_204_with_an_empty_body(client, users, make_token):
     assert response.content == b""
 
 
+@pytest.mark.parametrize("path, status", [
+    ("/users/me/emails/old@example.com", 204),
+    ("/users/me/emails/a%2Fb%40example.com", 204),
+    ("/users/me/emails/a/b@example.com", 204),
+    ("/users/me/emails/other@example.com", 404),
+])
+def test_removing_a_secondary_email_passes_it_on_decoded(client, users, make_token, path,
+                                                          status):
+    response = client.delete(path, headers=bearer(make_token()))
+    assert response.status_code == status, response.text
+
+
 def test_a_user_token_cannot_create_events(client, users, make_token):
-    body = {"title": "Jazz", "starts_at": "2030-01-01T20:00:00+01:00"}
+    body = {"title": "Jazz", "starts_at": "2030-01-01T20:00:00+01:00", "topics": ["jazz"]}
     response = client.post("/events", json=body, headers=bearer(make_token()))
     assert_error(response, 403, "forbidden")
 

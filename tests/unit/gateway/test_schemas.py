@@ -34,7 +34,7 @@ def registration(**changes):
 
 
 def event(**changes):
-    return {"title": "Jazz night", "starts_at": START, **changes}
+    return {"title": "Jazz night", "starts_at": START, "topics": ["jazz"], **changes}
 
 
 # --- times ---------------------------------------------------------------------------
@@ -129,13 +129,13 @@ def test_email_bodies_need_a_valid_email():
 def test_create_fills_the_defaults_the_events_service_stores():
     assert load(schemas.EventCreate(), event()) == {
         "title": "Jazz night", "starts_at": "2030-06-01T16:00:00Z", "description": "",
-        "topics": [], "ends_at": None, "timezone": "UTC", "place": None,
+        "topics": ["jazz"], "ends_at": None, "timezone": "UTC", "place": None,
         "organizer": None, "status": "scheduled",
     }
 
 
-def test_create_requires_title_and_starts_at():
-    assert set(errors(schemas.EventCreate(), {})) == {"title", "starts_at"}
+def test_create_requires_title_starts_at_and_topics():
+    assert set(errors(schemas.EventCreate(), {})) == {"title", "starts_at", "topics"}
 
 
 @pytest.mark.parametrize("title, ok", [("a", True), ("t" * 120, True), ("t" * 121, False),
