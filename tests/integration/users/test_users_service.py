@@ -14,6 +14,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 from bus.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationError
 from bus.messages import queue_name
 from bus.mongo import connect
+from services.users import handlers
 from services.users.service import UsersService
 
 pytestmark = pytest.mark.integration
@@ -29,10 +30,15 @@ def users(container_factory, service_config):
 
 
 @pytest.fixture
-def stored(service_config):
+def database(service_config):
     client, db = connect(service_config, "users")
-    yield db.users
+    yield db
     client.close()
+
+
+@pytest.fixture
+def stored(database):
+    return database.users
 
 
 def published(config, event_type, consumer, count=1, timeout=10):
@@ -68,6 +74,15 @@ def test_a_registration_reaches_the_mailer_once(users, service_config, stored):
     assert stored.find_one({"_id": user["id"]})["pending_events"] == []
     time.sleep(1.5)  # a sweep later, still one message
     assert published(service_config, "user_registered", "mailer", timeout=0.5) == []
+
+
+def test_a_change_whose_publisher_died_is_published_by_the_sweeper(users, service_config,
+                                                                   database):
+    user_id = users.register("ann", "ann@example.org", PASSWORD)["id"]
+    handlers.delete(database, user_id)  # a write whose worker died before publishing
+    [deleted] = published(service_config, "user_deleted", "notifications", timeout=15)
+    assert deleted["data"] == {"user_id": user_id}
+    assert database.users.find_one({"_id": user_id})["pending_events"] == []
 
 
 def test_domain_errors_arrive_as_typed_errors(users):
