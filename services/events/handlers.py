@@ -26,15 +26,20 @@ _schema = EventFields()
 
 
 def create(db, fields):
+    document, message = new_event(fields)
+    storage.insert(db, document, message)
+    return message["data"]["event"]
+
+
+def new_event(fields):
+    """A validated new event document and its `event_created` message, not yet stored."""
     values = _load(fields, partial=False)
     _check_times(values, values)
     now = _now()
     document = {"_id": uuid.uuid4().hex, **values, "version": 1, "created_at": now,
                 "updated_at": now}
     event = to_resource(document)
-    message = new_message("events", "event_created", document["_id"], 1, event=event)
-    storage.insert(db, document, message)
-    return event
+    return document, new_message("events", "event_created", document["_id"], 1, event=event)
 
 
 def update(db, event_id, changes):
