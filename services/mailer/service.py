@@ -23,6 +23,7 @@ import logging
 import uuid
 
 import eventlet
+from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 
 from bus.config import setting
@@ -85,6 +86,7 @@ class MailerService:
     db = Mongo(prepare=storage.ensure_indexes)
     outbox = Outbox([storage.SENDS])
     context = CallContext()
+    config = Config()
 
     @rpc
     def health(self):
@@ -113,10 +115,10 @@ class MailerService:
         self._deliver(data["send_key"], "cancelled", None, email)
 
     def _sender(self):
-        return setting(self.container.config, "MAIL_FROM", smtp.DEFAULT_SENDER)
+        return setting(self.config, "MAIL_FROM", smtp.DEFAULT_SENDER)
 
     def _deliver(self, send_key, kind, notification_id, email):
-        config = self.container.config
+        config = self.config
         host = setting(config, "SMTP_HOST", "127.0.0.1")  # unset: the local sink
         port = int(setting(config, "SMTP_PORT", 1025))
         timeout = float(setting(config, "SMTP_TIMEOUT", 10))

@@ -3,6 +3,7 @@
 Thin entrypoints: each one calls a plain function of handlers.py or scheduler.py.
 """
 import eventlet
+from nameko.dependency_providers import Config
 from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
@@ -24,6 +25,7 @@ class NotificationsService:
     db = Mongo(prepare=storage.ensure_indexes)
     outbox = Outbox([storage.REMINDERS, storage.NOTICES])
     context = CallContext()
+    config = Config()
     # Only for an event that has not reached the local copy yet (handlers.known_event).
     events_rpc = RpcProxy("events")
 
@@ -62,7 +64,7 @@ class NotificationsService:
 
     @timer(interval=0.25)
     def send_due_reminders(self):
-        catch_up = float(setting(self.container.config, "REMINDER_CATCH_UP_HOURS", 24))
+        catch_up = float(setting(self.config, "REMINDER_CATCH_UP_HOURS", 24))
         scheduler.tick(self.db, utc_now(), self.outbox, catch_up)
 
     # events
@@ -103,7 +105,7 @@ class NotificationsService:
 
     def _fetch_event(self, event_id):
         """events.get over AMQP RPC, bounded by RPC_TIMEOUT; None if there is no such event."""
-        seconds = float(setting(self.container.config, "RPC_TIMEOUT", 5))
+        seconds = float(setting(self.config, "RPC_TIMEOUT", 5))
         try:
             with eventlet.Timeout(seconds):
                 return self.events_rpc.get(event_id)
