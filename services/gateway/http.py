@@ -126,7 +126,10 @@ def read_json_object(request):
         raise too_large
     # werkzeug hides chunked bodies (eventlet does not set wsgi.input_terminated), so
     # read eventlet's input, which stops at Content-Length or the last chunk.
-    data = request.environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+    try:
+        data = request.environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+    except (ValueError, OSError):  # bad chunk framing, or the client went away mid-body
+        raise BadRequest("The body could not be read.") from None
     if len(data) > MAX_BODY_BYTES:
         raise too_large
     try:

@@ -402,6 +402,9 @@ class Notification(Schema):
     created_at = fields.String(metadata={"format": "date-time"})
     updated_at = fields.String(metadata={"format": "date-time"})
     sent_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    failure_reason = fields.String(
+        allow_none=True, metadata={"description": "Why delivery failed (status failed)."}
+    )
 
 
 class EventPage(Schema):

@@ -3,6 +3,7 @@
 What a client sees: status, JSON error body, headers, and how long it had to wait.
 """
 import json
+import socket
 import time
 
 import eventlet
@@ -313,3 +314,18 @@ def test_openapi_document_is_served(client):
     document = response.json()
     assert document["openapi"].startswith("3.")
     assert "/notifications/{notification_id}/snooze" in document["paths"]
+
+
+def test_a_body_with_broken_chunk_framing_is_a_400(gateway_config, client):
+    host, port = gateway_config["WEB_SERVER_ADDRESS"].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            b"POST /users HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+        )
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line.split()[1] == b"400", reply
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "bad_request"
