@@ -240,15 +240,21 @@ class System:
                 "stop it or set WEB_SERVER_ADDRESS"
             )
 
+        # both servers start side by side; services need both, so wait for both
+        waits = []
         if self.embedded_mongo:
-            env["MONGO_URI"] = self._start_mongo()
+            env["MONGO_URI"], ready = self._start_mongo()
+            waits.append(ready)
         else:
             env["MONGO_URI"] = self.setting("MONGO_URI")
         if self.embedded_smtp:
-            env["SMTP_HOST"], env["SMTP_PORT"] = "127.0.0.1", str(self._start_sink())
+            env["SMTP_HOST"], env["SMTP_PORT"] = "127.0.0.1", str(self.smtp_port)
+            waits.append(self._start_sink())
         else:
             env["SMTP_HOST"] = self.setting("SMTP_HOST")
             env["SMTP_PORT"] = self.setting("SMTP_PORT") or "25"
+        for wait in waits:
+            wait()
         self.child_env = env
 
         config = str(self.root / "config.yml")
@@ -298,8 +304,7 @@ class System:
         ), dict(os.environ))
         uri = f"mongodb://127.0.0.1:{self.mongo_port}/"
         self.echo(f"starting the embedded SecantusDB server on {uri} (data in {storage})")
-        self._wait_for(child, lambda: _mongo_ping(uri), 60, "SecantusDB")
-        return uri
+        return uri, lambda: self._wait_for(child, lambda: _mongo_ping(uri), 60, "SecantusDB")
 
     def _start_sink(self):
         if port_answers("127.0.0.1", self.smtp_port):
@@ -315,9 +320,8 @@ class System:
         ), dict(os.environ))
         self.echo(f"starting the mail sink on 127.0.0.1:{self.smtp_port} "
                   f"(messages in {self.mail_dir})")
-        self._wait_for(child, lambda: port_answers("127.0.0.1", self.smtp_port), 20,
-                       "the mail sink")
-        return self.smtp_port
+        return lambda: self._wait_for(
+            child, lambda: port_answers("127.0.0.1", self.smtp_port), 20, "the mail sink")
 
     def _wait_for(self, child, ready, timeout, what):
         deadline = time.monotonic() + timeout
@@ -380,6 +384,8 @@ class System:
         # Services first, so in-flight workers finish while Mongo and SMTP still answer;
         # SecantusDB needs ~4 s to close its storage, so it keeps at least that much.
         self._terminate(services, min(deadline - 4.5, began + timeout / 2))
+        if services:
+            self.echo(f"services stopped after {time.monotonic() - began:.1f}s")
         self._terminate(infrastructure, deadline)
         for child in self.children:
             # the leader may be gone while something it spawned is still in its group
