@@ -49,7 +49,7 @@ def deliver(db, relay, send_key, kind, notification_id, email, transmit, max_att
         claimed = storage.claim(db, send_key, owner, now(), lease_seconds)
         if claimed is not None:
             break
-        entry = db[storage.SENDS].find_one({"_id": send_key})
+        entry = storage.entry(db, send_key)
         if entry["status"] == "sending":  # another instance holds it: wait for its outcome
             sleep(min(0.5, max(0.05, (entry["lease_until"] - now()).total_seconds())))
     try:

@@ -7,7 +7,7 @@ stored in the same write that records it (bus.outbox).
 """
 from datetime import timedelta
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 
 from bus.outbox import outgoing
 
@@ -26,27 +26,32 @@ def ping(db):
 
 def record(db, send_key, kind, notification_id, now):
     """The log entry of ``send_key``, created as ``new`` the first time it is seen."""
-    return db[SENDS].find_one_and_update(
+    # update_one + find_one: SecantusDB's find_one_and_update scans the whole collection
+    db[SENDS].update_one(
         {"_id": send_key},
         {"$setOnInsert": {"status": "new", "kind": kind, "notification_id": notification_id,
                           "attempts": 0, "created_at": now}},
-        upsert=True, return_document=ReturnDocument.AFTER,
+        upsert=True,
     )
+    return entry(db, send_key)
+
+
+def entry(db, send_key):
+    return db[SENDS].find_one({"_id": send_key}, {"pending_events": 0})
 
 
 def claim(db, send_key, owner, now, lease_seconds):
     """Take ``send_key`` for sending if nobody holds it (or the holder's lease ran out,
     i.e. it died). The claimed entry, or None."""
-    return db[SENDS].find_one_and_update(
-        {"_id": send_key, "$or": [
-            {"status": {"$in": ["new", "retry"]}},
-            {"status": "sending", "lease_until": {"$lt": now}},
-        ]},
-        {"$set": {"status": "sending", "owner": owner,
-                  "lease_until": now + timedelta(seconds=lease_seconds)},
-         "$inc": {"attempts": 1}},
-        return_document=ReturnDocument.AFTER,
-    )
+    take = {"$set": {"status": "sending", "owner": owner,
+                     "lease_until": now + timedelta(seconds=lease_seconds)},
+            "$inc": {"attempts": 1}}
+    # two updates rather than one $or, which SecantusDB serves with a collection scan
+    for free in ({"status": {"$in": ["new", "retry"]}},
+                 {"status": "sending", "lease_until": {"$lt": now}}):
+        if db[SENDS].update_one({"_id": send_key, **free}, take).modified_count:
+            return entry(db, send_key)
+    return None
 
 
 def finish(db, send_key, owner, status, now, message, **fields):

@@ -80,9 +80,7 @@ def on_event_message(db, message, now, relay):
 
 def reconcile(db, event_id, now, relay):
     """Idempotent: move relative reminders to the event's current start, or cancel
-    reminders of a cancelled or deleted event. Runs after every event message and
-    after every new reminder, so a reminder created while its event changes still
-    ends up right."""
+    reminders of a cancelled or deleted event. Runs after every event message."""
     copy = storage.find_event(db, event_id)
     if copy is None:
         return
@@ -195,7 +193,13 @@ def create(db, user, fields, now, fetch_event, relay):
         "failure_reason": None,
     }
     storage.insert_reminder(db, reminder)
-    reconcile(db, copy["_id"], now, relay)  # the event may have changed meanwhile
+    # The event may have changed since we read it, and its handler may have run
+    # before this reminder existed: check again now that it is stored.
+    latest = storage.find_event(db, copy["_id"])
+    if not is_live(latest):
+        cancel_reminders(db, latest, now, relay)
+    elif before_minutes is not None and latest["starts_at"] != copy["starts_at"]:
+        move_relative_reminders(db, latest, now)
     return resource(storage.find_reminder(db, user["id"], reminder["_id"]))
 
 

@@ -43,9 +43,11 @@ def claim_due(db, now, relay, batch=BATCH):
     # All of these are due now; a different order per instance means the instances
     # mostly claim different reminders instead of racing for the same ones.
     random.shuffle(due)
-    claimed = 0
+    claimed, events = 0, {}
     for reminder in due:
-        copy = storage.find_event(db, reminder["event_id"])
+        if reminder["event_id"] not in events:
+            events[reminder["event_id"]] = storage.find_event(db, reminder["event_id"])
+        copy = events[reminder["event_id"]]
         if not is_live(copy):
             continue  # the event handler is about to cancel it
         key = send_key(reminder)

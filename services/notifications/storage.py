@@ -13,7 +13,7 @@
 - ``notices``: one document per "your event was cancelled" email (``_id`` is its
   send key), which holds that email's outgoing message.
 """
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 REMINDERS = "notifications"
@@ -55,9 +55,11 @@ def insert_reminder(db, document):
 def update_reminder_if(db, reminder_id, expected, update):
     """Apply ``update`` if the reminder still matches ``expected`` (compare-and-set);
     the updated document, or None if it changed meanwhile."""
-    return db[REMINDERS].find_one_and_update(
-        {"_id": reminder_id, **expected}, update, return_document=ReturnDocument.AFTER
-    )
+    # update_one + find_one: SecantusDB's find_one_and_update scans the whole collection
+    result = db[REMINDERS].update_one({"_id": reminder_id, **expected}, update)
+    if not result.modified_count:
+        return None
+    return db[REMINDERS].find_one({"_id": reminder_id}, {"pending_events": 0})
 
 
 def delete_reminder(db, user_id, reminder_id):
@@ -68,14 +70,18 @@ def delete_reminder(db, user_id, reminder_id):
 
 def page_of_reminders(db, query, after, limit):
     """Up to ``limit`` reminders matching ``query`` after the (remind_at, id) key ``after``."""
+    order = [("remind_at", ASCENDING), ("_id", ASCENDING)]
+    page = []
     if after is not None:
+        # two range queries rather than one $or, which SecantusDB cannot serve from an index
         remind_at, reminder_id = after
-        query = {**query, "$or": [
-            {"remind_at": {"$gt": remind_at}},
-            {"remind_at": remind_at, "_id": {"$gt": reminder_id}},
-        ]}
-    cursor = db[REMINDERS].find(query, {"pending_events": 0})
-    return list(cursor.sort([("remind_at", ASCENDING), ("_id", ASCENDING)]).limit(limit))
+        ties = {**query, "remind_at": remind_at, "_id": {"$gt": reminder_id}}
+        page = list(db[REMINDERS].find(ties, {"pending_events": 0}).sort(order).limit(limit))
+        query = {**query, "remind_at": {"$gt": remind_at}}
+    if len(page) < limit:
+        rest = db[REMINDERS].find(query, {"pending_events": 0}).sort(order)
+        page += list(rest.limit(limit - len(page)))
+    return page
 
 
 # the local copy of events
