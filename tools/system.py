@@ -60,6 +60,24 @@ def port_answers(host, port, timeout=0.5):
         return False
 
 
+def live_group_members(pgid):
+    """Pids in process group ``pgid`` that are not zombies (Linux /proc).
+
+    A killed process stays a zombie until its parent reaps it, and an orphan's new
+    parent (PID 1 in a container) may take its time; zombies hold no resources.
+    """
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while we looked
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
 def available_services(root=PROJECT_ROOT):
     """Services that exist in this checkout, in start order (gateway last)."""
     found = {p.parent.name for p in (Path(root) / "services").glob("*/service.py")}
@@ -356,7 +374,7 @@ class System:
                                      f"during start-up; {child.log_path}:\n{child.log_tail()}")
             try:
                 response = requests.get(url, timeout=2)
-                if response.status_code == 200:
+                if response.status_code == 200 and all(c.running for c in self.children):
                     return
                 last = f"{response.status_code} {response.text[:200]}"
             except requests.RequestException as exc:

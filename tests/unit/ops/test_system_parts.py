@@ -31,3 +31,34 @@ def test_settings_prefer_extra_env_and_treat_empty_as_unset(tmp_path, monkeypatc
     assert not system.embedded_mongo
     assert system.embedded_smtp  # empty in the extra env: the local sink
     assert system.base_url == "http://127.0.0.1:9"
+
+
+def _gone(pid):
+    from tools.system import live_group_members
+
+    return live_group_members(pid) == []
+
+
+def test_stop_kills_what_ignores_sigterm_and_its_whole_group(tmp_path):
+    import sys
+    import time
+
+    from tools.system import Child
+
+    system = System(var_dir=tmp_path, echo=lambda message: None)
+    system.log_dir.mkdir(parents=True)
+    # ignores SIGTERM, and leaves a grandchild in its process group
+    stubborn = ("import signal, subprocess, sys, time; "
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+                "time.sleep(60)")
+    polite = "import time; time.sleep(60)"
+    for name, code in [("stubborn", stubborn), ("polite", polite)]:
+        system._spawn(Child(name, [sys.executable, "-c", code], system.log_dir / f"{name}.log"),
+                      {})
+    time.sleep(0.5)
+    pids = [c.process.pid for c in system.children]
+    began = time.monotonic()
+    system.stop(timeout=3)
+    assert time.monotonic() - began < 3.5
+    assert all(_gone(pid) for pid in pids)
