@@ -14,6 +14,7 @@ from datetime import timedelta
 import eventlet
 from kombu import Queue
 from kombu.common import maybe_declare
+from pymongo import ASCENDING
 from nameko.amqp.publish import get_connection
 from nameko.events import EventDispatcher
 from nameko.standalone.events import get_event_exchange
@@ -65,6 +66,11 @@ class Outbox(EventDispatcher):
 
     def start(self):
         self.mongo = next(d for d in self.container.dependencies if isinstance(d, Mongo))
+        for collection in self.collections:
+            # the sweeper's query, once a second: only documents with messages are indexed
+            self.mongo.database[collection].create_index(
+                [(f"{PENDING}.0.occurred_at", ASCENDING)], sparse=True
+            )
         self._sweeper = self.container.spawn_managed_thread(self._sweep_forever)
 
     def stop(self):
@@ -78,7 +84,13 @@ class Outbox(EventDispatcher):
         headers = self.get_message_headers(worker_ctx)
 
         def relay(collection, document_id):
-            self.relay(collection, {"_id": document_id}, headers)
+            try:
+                self.relay(collection, {"_id": document_id}, headers)
+            except Exception:
+                # The change is stored with its messages and the sweeper publishes them
+                # later: the caller must not see a failure and retry a command that is done.
+                log.exception("publishing for %s %s failed; left to the sweeper",
+                              collection, document_id)
 
         return relay
 

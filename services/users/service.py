@@ -3,8 +3,6 @@
 A thin Nameko class: each RPC runs a handler, then publishes the messages the
 handler stored with its write (the outbox sweeper catches any that a crash leaves).
 """
-import logging
-
 from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 
@@ -12,8 +10,6 @@ from bus.logs import CallContext
 from bus.mongo import Mongo
 from bus.outbox import Outbox
 from services.users import handlers, storage
-
-log = logging.getLogger(__name__)
 
 
 class UsersService:
@@ -32,7 +28,7 @@ class UsersService:
     @rpc
     def register(self, username, email, password):
         user = handlers.register(self.db, username, email, password)
-        self._publish(user["id"])
+        self.outbox(storage.USERS, user["id"])
         return user
 
     @rpc
@@ -46,7 +42,7 @@ class UsersService:
     @rpc
     def change_email(self, user_id, email):
         user = handlers.change_email(self.db, user_id, email)
-        self._publish(user_id)
+        self.outbox(storage.USERS, user_id)
         return user
 
     @rpc
@@ -56,23 +52,15 @@ class UsersService:
     @rpc
     def remove_email(self, user_id, email):
         handlers.remove_email(self.db, user_id, email)
-        self._publish(user_id)
+        self.outbox(storage.USERS, user_id)
 
     @rpc
     def delete(self, user_id):
         handlers.delete(self.db, user_id)
-        self._publish(user_id)
+        self.outbox(storage.USERS, user_id)
 
     @rpc
     def create_admin(self, username, email, password):
         user = handlers.create_admin(self.db, username, email, password)
-        self._publish(user["id"])
+        self.outbox(storage.USERS, user["id"])
         return user
-
-    def _publish(self, user_id):
-        try:
-            self.outbox(storage.USERS, user_id)
-        except Exception:
-            # The change is stored with its messages; the outbox sweeper publishes them
-            # later, so the caller must not see a failure and retry a done command.
-            log.exception("publishing for user %s failed; left to the outbox sweeper", user_id)

@@ -23,8 +23,6 @@ def ensure_indexes(db):
     # sparse: tombstones have neither key
     users.create_index("username_key", unique=True, sparse=True, name="username_unique")
     users.create_index("email_keys", unique=True, sparse=True, name="email_unique")
-    # the outbox sweeper's query (bus.outbox.Outbox.sweep), every second on every instance
-    users.create_index("pending_events.0.occurred_at", sparse=True, name="outbox_pending")
 
 
 def email_key(email):
