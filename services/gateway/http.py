@@ -138,6 +138,11 @@ def read_json_object(request):
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
+    try:
+        # JSON may escape lone surrogates ("\\ud800"), which no service can store as UTF-8
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("The body contains text that is not valid Unicode.") from None
     return body
 
 

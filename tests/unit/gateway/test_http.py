@@ -156,6 +156,7 @@ def test_json_content_types_are_accepted(content_type):
     (b"1", "application/json"),
     (b'{"a": Infinity}', "application/json"),
     (b'{"a": "\xc3"}', "application/json"),
+    (b'{"title": "\\ud800"}', "application/json"),  # a lone surrogate, valid JSON
     (b"[" * 60000, "application/json"),  # deeper than Python's recursion limit
 ])
 def test_anything_but_a_json_object_is_a_bad_request(data, content_type):
