@@ -1,11 +1,11 @@
 """The mailer: reached only over AMQP, sends each email over SMTP at most once per send key.
 
 Exactly-once, as far as SMTP allows (``deliver``):
-1. the send key is recorded in the sent log (unique ``_id``); a key already
+1. the send key is recorded in the sent log (unique ``_id``), claimed by this
+   instance with a lease (``MAILER_LEASE_SECONDS``, default 30); a key already
    ``sent`` or ``failed`` is never mailed again, whatever redelivers it;
-2. one instance claims it with a lease (``MAILER_LEASE_SECONDS``, default 30); a
-   second copy of the message (the outbox publishes at least once) waits for the
-   holder's outcome instead of sending too;
+2. a second copy of the message (the outbox publishes at least once) finds the key
+   held and waits for the holder's outcome instead of sending too;
 3. SMTP; then the outcome and its ``email_sent`` / ``email_failed`` message are
    stored in one write (bus.outbox) and published.
 The one window left: the process dies after the SMTP server accepted the mail and
@@ -41,16 +41,15 @@ log = logging.getLogger(__name__)
 def deliver(db, relay, send_key, kind, notification_id, email, transmit, max_attempts,
             lease_seconds, now=utc_now, sleep=eventlet.sleep):
     """Send ``email`` once for ``send_key``; returns the key's final status."""
-    entry = storage.record(db, send_key, kind, notification_id, now())
     owner = uuid.uuid4().hex
-    while True:
+    claimed = storage.claim_first(db, send_key, kind, notification_id, owner, now(),
+                                  lease_seconds)
+    while claimed is None:
+        entry = storage.entry(db, send_key)
         if entry["status"] in storage.DONE:
             return entry["status"]
         claimed = storage.claim(db, send_key, owner, now(), lease_seconds)
-        if claimed is not None:
-            break
-        entry = storage.entry(db, send_key)
-        if entry["status"] == "sending":  # another instance holds it: wait for its outcome
+        if claimed is None:  # another instance holds it: wait for its outcome or its end
             sleep(min(0.5, max(0.05, (entry["lease_until"] - now()).total_seconds())))
     try:
         transmit(email)

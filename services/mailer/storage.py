@@ -1,13 +1,14 @@
 """The mailer's sent log: one document per send key (``_id``), so a key exists once.
 
-``status``: ``new`` (recorded, not tried), ``sending`` (an instance holds it until
-``lease_until``), ``retry`` (a transient failure released it), then ``sent`` or
-``failed`` for good. The outcome's ``email_sent`` / ``email_failed`` message is
-stored in the same write that records it (bus.outbox).
+``status``: ``sending`` (an instance holds it until ``lease_until``), ``retry`` (a
+transient failure released it), then ``sent`` or ``failed`` for good. The outcome's
+``email_sent`` / ``email_failed`` message is stored in the same write that records
+it (bus.outbox).
 """
 from datetime import timedelta
 
 from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
 
 from bus.outbox import outgoing
 
@@ -24,16 +25,17 @@ def ping(db):
     db.command("ping")
 
 
-def record(db, send_key, kind, notification_id, now):
-    """The log entry of ``send_key``, created as ``new`` the first time it is seen."""
-    # update_one + find_one: SecantusDB's find_one_and_update scans the whole collection
-    db[SENDS].update_one(
-        {"_id": send_key},
-        {"$setOnInsert": {"status": "new", "kind": kind, "notification_id": notification_id,
-                          "attempts": 0, "created_at": now}},
-        upsert=True,
-    )
-    return entry(db, send_key)
+def claim_first(db, send_key, kind, notification_id, owner, now, lease_seconds):
+    """Record ``send_key`` already claimed by ``owner``: the entry, or None if the key
+    is known (sent, failed, or held by someone else). One write in the usual case."""
+    document = {"_id": send_key, "kind": kind, "notification_id": notification_id,
+                "created_at": now, "status": "sending", "owner": owner,
+                "lease_until": now + timedelta(seconds=lease_seconds), "attempts": 1}
+    try:
+        db[SENDS].insert_one(document)
+    except DuplicateKeyError:
+        return None
+    return document
 
 
 def entry(db, send_key):
@@ -41,13 +43,13 @@ def entry(db, send_key):
 
 
 def claim(db, send_key, owner, now, lease_seconds):
-    """Take ``send_key`` for sending if nobody holds it (or the holder's lease ran out,
-    i.e. it died). The claimed entry, or None."""
+    """Take a known ``send_key`` for sending if nobody holds it (or the holder's lease
+    ran out, i.e. it died). The claimed entry, or None."""
     take = {"$set": {"status": "sending", "owner": owner,
                      "lease_until": now + timedelta(seconds=lease_seconds)},
             "$inc": {"attempts": 1}}
     # two updates rather than one $or, which SecantusDB serves with a collection scan
-    for free in ({"status": {"$in": ["new", "retry"]}},
+    for free in ({"status": "retry"},
                  {"status": "sending", "lease_until": {"$lt": now}}):
         if db[SENDS].update_one({"_id": send_key, **free}, take).modified_count:
             return entry(db, send_key)

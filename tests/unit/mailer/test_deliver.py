@@ -92,8 +92,8 @@ def test_the_last_attempt_reports_failure_instead_of_retrying(db):
 
 def test_a_dead_holders_claim_is_taken_over_after_its_lease(db):
     start = datetime.now(timezone.utc)
-    storage.record(db, "reminder:n1:1", "reminder", "n1", start)
-    storage.claim(db, "reminder:n1:1", "dead-instance", start, lease_seconds=30)
+    storage.claim_first(db, "reminder:n1:1", "reminder", "n1", "dead-instance", start,
+                        lease_seconds=30)
     server = Server()
     clock = iter([start + timedelta(seconds=s) for s in (1, 2, 3, 31, 31, 31, 31)])
     assert deliver(db, server, now=lambda: next(clock)) == "sent"
