@@ -161,4 +161,4 @@ def _utc(moment):
 
 
 def _now():
-    return _utc(utc_now())
+    return utc_now().replace(microsecond=0)  # whole seconds, like every other resource
