@@ -280,10 +280,15 @@ class System:
             count = int(self.instances.get(name, 1))
             for index in range(1, count + 1):
                 label = name if index == 1 else f"{name}-{index}"
+                argv = [sys.executable, "-m", "nameko", "run", "--config", config,
+                        f"services.{name}.service"]
+                if env.get("CONSUL_HTTP_ADDR"):
+                    # as in Docker and systemd: Consul KV eventpost/<name>/ over the env
+                    argv = [sys.executable, "-m", "bus.consul", "exec", "--service", name,
+                            "--", *argv]
                 self._spawn(Child(
                     label,
-                    [sys.executable, "-m", "nameko", "run", "--config", config,
-                     f"services.{name}.service"],
+                    argv,
                     self.log_dir / f"{label}.log",
                     wake=self._wake_web if name == "gateway" else None,
                 ), env)

@@ -111,3 +111,22 @@ def test_an_occupied_gateway_port_is_refused(project, rabbit_config):
             second.start()
     finally:
         first.stop()
+
+
+def test_with_consul_each_service_starts_under_the_kv_overlay(project, rabbit_config):
+    from tests.unit.ops.test_consul import FakeConsul
+
+    fake = FakeConsul().start()
+    fake.kv["eventpost/gateway/EXTRA"] = b"from-consul"
+    try:
+        system = make_system(project, rabbit_config, services=["gateway"])
+        system.env["CONSUL_HTTP_ADDR"] = fake.address
+        system.start()
+        try:
+            env = requests.get(f"{system.base_url}/health", timeout=5).json()
+        finally:
+            system.stop()
+        assert env["EXTRA"] == "from-consul"
+        assert ("GET", "/v1/kv/eventpost/gateway/") in fake.requests
+    finally:
+        fake.stop()
