@@ -1,0 +1,167 @@
+"""Every row of API.md's Events table (except search, test_search.py), over HTTP."""
+import uuid
+
+import pytest
+
+EVENT = {
+    "title": "Jazz night",
+    "description": "Live quartet",
+    "topics": [" Music ", "Jazz"],
+    "starts_at": "2031-12-05T20:30:00+01:00",
+    "ends_at": "2031-12-05T23:00:00+01:00",
+    "timezone": "Europe/Paris",
+    "place": {"name": "New Morning", "address": "7 Rue des Petites Écuries", "lat": 48.8729,
+              "lng": 2.3526},
+    "organizer": "Paris Jazz Club",
+}
+FIELDS = {"id", "title", "description", "topics", "starts_at", "ends_at", "timezone", "place",
+          "organizer", "status", "version", "created_at", "updated_at"}
+
+
+def assert_error(response, status, code, fields=()):
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    for field in fields:
+        assert field in error["details"], error["details"]
+
+
+@pytest.fixture(scope="module")
+def admin(system):
+    user, password = system.create_admin()
+    return user, password
+
+
+@pytest.fixture
+def admin_headers(http, admin):
+    user, password = admin
+    response = http.post("/auth/token", json={"username": user["username"],
+                                              "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def user_headers(http):
+    name = f"u_{uuid.uuid4().hex[:12]}"
+    account = {"username": name, "email": f"{name}@example.org", "password": "correct horse 1"}
+    assert http.post("/users", json=account).status_code == 201
+    token = http.post("/auth/token", json={"username": name, "password": account["password"]})
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def create(http, headers, **changes):
+    response = http.post("/events", json={**EVENT, **changes}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+# POST /events
+
+
+def test_an_admin_creates_an_event_visible_at_once(http, admin_headers):
+    event = create(http, admin_headers)
+    assert set(event) == FIELDS
+    assert event["topics"] == ["music", "jazz"]
+    assert event["starts_at"] == "2031-12-05T19:30:00Z"
+    assert event["ends_at"] == "2031-12-05T22:00:00Z"
+    assert event["status"] == "scheduled" and event["version"] == 1
+    assert event["created_at"].endswith("Z")
+    response = http.get(f"/events/{event['id']}")  # public, and reads the write side
+    assert response.status_code == 200 and response.json() == event
+
+
+def test_creating_needs_an_admin(http, user_headers):
+    assert_error(http.post("/events", json=EVENT), 401, "unauthorized")
+    assert_error(http.post("/events", json=EVENT, headers=user_headers), 403, "forbidden")
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"title": ""}, "title"),
+    ({"title": {"$gt": ""}}, "title"),
+    ({"topics": []}, "topics"),
+    ({"starts_at": "2031-12-05T20:30:00"}, "starts_at"),
+    ({"ends_at": "2031-12-05T20:00:00+01:00"}, "ends_at"),
+    ({"timezone": "Mars/Olympus"}, "timezone"),
+    ({"status": "postponed"}, "status"),
+])
+def test_bad_fields_are_422_naming_them(http, admin_headers, changes, field):
+    response = http.post("/events", json={**EVENT, **changes}, headers=admin_headers)
+    assert_error(response, 422, "validation_error")
+    assert any(key.split(".")[0] == field for key in response.json()["error"]["details"])
+
+
+def test_place_coordinates_out_of_range_are_422(http, admin_headers):
+    response = http.post("/events", json={**EVENT, "place": {**EVENT["place"], "lat": 91}},
+                         headers=admin_headers)
+    assert_error(response, 422, "validation_error")
+    assert any(key.startswith("place") for key in response.json()["error"]["details"])
+
+
+# PATCH /events/{id}
+
+
+def test_patch_changes_a_subset_and_bumps_the_version(http, admin_headers):
+    event = create(http, admin_headers)
+    response = http.patch(f"/events/{event['id']}", json={"title": "Jazz night, late set"},
+                          headers=admin_headers)
+    assert response.status_code == 200, response.text
+    changed = response.json()
+    assert changed["title"] == "Jazz night, late set" and changed["version"] == 2
+    assert {k: v for k, v in changed.items() if k not in ("title", "version", "updated_at")} \
+        == {k: v for k, v in event.items() if k not in ("title", "version", "updated_at")}
+    assert http.get(f"/events/{event['id']}").json() == changed
+
+
+def test_patching_status_cancelled_cancels(http, admin_headers):
+    event = create(http, admin_headers)
+    response = http.patch(f"/events/{event['id']}", json={"status": "cancelled"},
+                          headers=admin_headers)
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+
+
+def test_patch_keeps_ends_after_starts(http, admin_headers):
+    event = create(http, admin_headers)  # ends 22:00Z
+    response = http.patch(f"/events/{event['id']}", json={"starts_at": "2031-12-05T23:00:00Z"},
+                          headers=admin_headers)
+    assert_error(response, 422, "validation_error", ["starts_at"])
+    assert http.get(f"/events/{event['id']}").json()["version"] == 1
+
+
+def test_patch_needs_an_admin(http, admin_headers, user_headers):
+    event = create(http, admin_headers)
+    assert_error(http.patch(f"/events/{event['id']}", json={"title": "x"}), 401,
+                 "unauthorized")
+    assert_error(http.patch(f"/events/{event['id']}", json={"title": "x"},
+                            headers=user_headers), 403, "forbidden")
+
+
+# DELETE /events/{id}
+
+
+def test_delete_is_204_then_the_event_is_gone(http, admin_headers):
+    event = create(http, admin_headers)
+    response = http.delete(f"/events/{event['id']}", headers=admin_headers)
+    assert response.status_code == 204 and not response.content
+    assert_error(http.get(f"/events/{event['id']}"), 404, "not_found")
+    assert_error(http.delete(f"/events/{event['id']}", headers=admin_headers), 404,
+                 "not_found")
+    assert_error(http.patch(f"/events/{event['id']}", json={"title": "x"},
+                            headers=admin_headers), 404, "not_found")
+
+
+def test_delete_needs_an_admin(http, admin_headers, user_headers):
+    event = create(http, admin_headers)
+    assert_error(http.delete(f"/events/{event['id']}", headers=user_headers), 403, "forbidden")
+    assert http.get(f"/events/{event['id']}").status_code == 200
+
+
+# GET /events/{id}
+
+
+@pytest.mark.parametrize("event_id", ["nope", "0" * 32, "%7B%22%24ne%22%3A1%7D", "A" * 32])
+def test_malformed_or_unknown_ids_are_404(http, admin_headers, event_id):
+    assert_error(http.get(f"/events/{event_id}"), 404, "not_found")
+    assert_error(http.patch(f"/events/{event_id}", json={"title": "x"}, headers=admin_headers),
+                 404, "not_found")
+    assert_error(http.delete(f"/events/{event_id}", headers=admin_headers), 404, "not_found")
