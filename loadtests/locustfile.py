@@ -15,18 +15,9 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from locust import HttpUser, constant, task
+from scenario_data import CITIES, TOPICS, iso
 
-TOPICS = ["music", "tech", "food", "art", "sport", "film", "books", "outdoor", "dance",
-          "family"]
-CITIES = {  # centres of the cities `invoke seed` uses
-    "Paris": (48.8566, 2.3522), "Berlin": (52.5200, 13.4050), "London": (51.5072, -0.1276),
-    "Lisbon": (38.7223, -9.1393), "Madrid": (40.4168, -3.7038), "New York": (40.7128, -74.0060),
-}
 WRITE_TOPIC = "loadtest"
-
-
-def iso(moment):
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ReadMix(HttpUser):

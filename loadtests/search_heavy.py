@@ -6,7 +6,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from locust import HttpUser, constant, task
-from locustfile import CITIES, TOPICS, iso
+from scenario_data import CITIES, TOPICS, iso
 
 
 class SearchHeavy(HttpUser):
