@@ -10,6 +10,8 @@ expire and be re-claimed. The mailer sends each ``send_key`` at most once.
 import random
 from datetime import timedelta
 
+import eventlet
+
 from bus.messages import new_message
 from bus.outbox import outgoing
 
@@ -18,6 +20,7 @@ from .handlers import is_live
 from .schemas import resource
 
 BATCH = 200
+PARALLEL = 8
 
 
 def send_key(reminder):
@@ -34,7 +37,7 @@ def expire_missed(db, now, catch_up_hours):
     )
 
 
-def claim_due(db, now, relay, batch=BATCH):
+def claim_due(db, now, relay, batch=BATCH, parallel=PARALLEL):
     """Claim the due reminders this instance wins and publish their ``reminder_due``.
     Returns how many it claimed."""
     due = list(db[storage.REMINDERS].find(
@@ -43,13 +46,14 @@ def claim_due(db, now, relay, batch=BATCH):
     # All of these are due now; a different order per instance means the instances
     # mostly claim different reminders instead of racing for the same ones.
     random.shuffle(due)
-    claimed, events = 0, {}
-    for reminder in due:
-        if reminder["event_id"] not in events:
-            events[reminder["event_id"]] = storage.find_event(db, reminder["event_id"])
+    events = {}
+    for event_id in {reminder["event_id"] for reminder in due}:
+        events[event_id] = storage.find_event(db, event_id)
+
+    def claim(reminder):
         copy = events[reminder["event_id"]]
         if not is_live(copy):
-            continue  # the event handler is about to cancel it
+            return 0  # the event handler is about to cancel it
         key = send_key(reminder)
         message = new_message(
             "notifications", "reminder_due", reminder["_id"], reminder["arm"],
@@ -60,10 +64,13 @@ def claim_due(db, now, relay, batch=BATCH):
             {"$set": {"status": "sending", "send_key": key, "claimed_at": now},
              **outgoing(message)},
         )
-        if won.modified_count:
-            claimed += 1
-            relay(storage.REMINDERS, reminder["_id"])
-    return claimed
+        if not won.modified_count:
+            return 0
+        relay(storage.REMINDERS, reminder["_id"])
+        return 1
+
+    # A burst of due reminders is bound by database and broker round trips: overlap them.
+    return sum(eventlet.GreenPool(parallel).imap(claim, due))
 
 
 def tick(db, now, relay, catch_up_hours):
