@@ -65,6 +65,8 @@ def from_message(message):
 
 def apply(db, message):
     document = from_message(message)
+    if "starts_at" in document:
+        storage.note_latest_start(db, document["starts_at"])
     for collection in storage.targets(db):
         storage.save_if_newer(collection, document)
 
@@ -82,7 +84,9 @@ def rebuild(db, all_events, total=None, page_size=None):
         page = all_events(after_id, page_size or REBUILD_PAGE)
         if not page:
             break
-        storage.save_all_if_newer(building, [from_event(event) for event in page])
+        documents = [from_event(event) for event in page]
+        storage.note_latest_start(db, max(d["starts_at"] for d in documents))
+        storage.save_all_if_newer(building, documents)
         copied += len(page)
         after_id = page[-1]["id"]
         storage.record_progress(db, copied)

@@ -11,6 +11,11 @@ Matching rules:
   6378.1 km) at most `radius_km`, edge included; `distance_km` rounded to metres.
 - paging is keyset: the cursor carries the last item's sort key, (starts_at, id)
   or (distance, id), so items added meanwhile never shift a page (no skip, no repeat).
+- without `near`, the time range is read in consecutive windows (6 h, then 4 times
+  wider each time) until the page is full: SecantusDB reads every index entry in
+  a range before applying the limit, so a narrow first window keeps the common
+  "what's on soon" search from reading every upcoming event. On MongoDB it costs
+  nothing: a window that holds the page is the only one read.
 
 Errors name the HTTP parameter (`topic`, `q`, `from`, ...) so the gateway can pass
 them straight through as a 422.
@@ -18,7 +23,7 @@ them straight through as a 422.
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bus.errors import NotFound, ValidationError
 from bus.messages import iso, utc_now
@@ -31,18 +36,43 @@ SORTS = ("starts_at", "distance")
 MAX_RADIUS_KM = 500
 DEFAULT_RADIUS_KM = 10
 MAX_LIMIT = 100
+FIRST_WINDOW = timedelta(hours=6)
+SMALLEST_STEP = timedelta(milliseconds=1)  # stored times have millisecond precision
 
 
 def search(db, query):
     query = parse(query)
-    collection = storage.live(db)
+    state = storage.pointer(db)
+    collection = db[state["live"]]
     fetch = query["limit"] + 1  # one more tells whether there is a next page
     if query["near"] is None:
-        documents = list(collection.find(build_filter(query), {"event": 1, "starts_at": 1})
-                         .sort([("starts_at", 1), ("_id", 1)]).limit(fetch))
+        documents = find_in_windows(collection, query, fetch, state.get("latest_starts_at"))
     else:
         documents = list(collection.aggregate(geo_pipeline(query, fetch)))
     return page(documents, query)
+
+
+def find_in_windows(collection, query, fetch, latest_start):
+    """Up to ``fetch`` matches in (starts_at, id) order, reading consecutive time windows.
+
+    The windows partition [start, end) in order and each is read in order, so
+    their concatenation is the same list one query over the whole range gives."""
+    conditions = build_filter(query)
+    start = max(query["from"], query["after"][0]) if query["after"] else query["from"]
+    end = query["to"]
+    if end is None:
+        if latest_start is None:  # nothing projected yet
+            return []
+        end = latest_start + SMALLEST_STEP
+    width, documents = FIRST_WINDOW, []
+    while start < end and len(documents) < fetch:
+        stop = min(start + width, end)
+        window = {"$and": [conditions, {"starts_at": {"$gte": start, "$lt": stop}}]}
+        documents += list(collection.find(window, {"event": 1, "starts_at": 1})
+                          .sort([("starts_at", 1), ("_id", 1)]).hint(storage.BY_START)
+                          .limit(fetch - len(documents)))
+        start, width = stop, width * 4
+    return documents
 
 
 def get(db, event_id):

@@ -26,19 +26,29 @@ FIRST_COLLECTION = "events_initial"
 # A rebuild that has not reported progress for this long is presumed dead.
 REBUILD_STALE_AFTER = timedelta(seconds=60)
 DUPLICATE_KEY = 11000
+BY_START = [("starts_at", ASCENDING), ("_id", ASCENDING)]
 
 
 def ensure_indexes(db):
     db[STATE].update_one({"_id": POINTER}, {"$setOnInsert": {"live": FIRST_COLLECTION,
                                                              "building": None}}, upsert=True)
     create_indexes(live(db))
+    if "latest_starts_at" not in pointer(db):  # a read model from before this bound existed
+        last = live(db).find_one({"starts_at": {"$exists": True}}, sort=[("starts_at", -1)])
+        if last is not None:
+            note_latest_start(db, last["starts_at"])
 
 
 def create_indexes(collection):
     collection.create_index([("location", GEOSPHERE)])
     collection.create_index([("topics", ASCENDING), ("starts_at", ASCENDING), ("_id", ASCENDING)])
-    collection.create_index([("starts_at", ASCENDING), ("_id", ASCENDING)])
+    collection.create_index(BY_START)
     collection.create_index([("words", ASCENDING)])
+
+
+def note_latest_start(db, starts_at):
+    """Keep an upper bound of every start time, where time-window scans stop."""
+    db[STATE].update_one({"_id": POINTER}, {"$max": {"latest_starts_at": starts_at}})
 
 
 def pointer(db):

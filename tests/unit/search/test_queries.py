@@ -1,11 +1,13 @@
 """Search queries: parameter checks, cursors, and every parameter against a real database."""
 import math
 import uuid
+from datetime import timedelta
 
 import pytest
 from pymongo import MongoClient
 
 from bus.errors import NotFound, ValidationError
+from bus.messages import new_message
 from services.search import projection, queries, storage
 
 EARTH_RADIUS_M = 6378100  # what $geoNear uses
@@ -46,7 +48,8 @@ def add(db):
                  "timezone": "UTC", "place": place, "organizer": None, "status": status,
                  "version": 1, "created_at": "2030-01-01T00:00:00Z",
                  "updated_at": "2030-01-01T00:00:00Z"}
-        storage.save_if_newer(storage.live(db), projection.from_event(event))
+        projection.apply(db, new_message("events", "event_created", event["id"], 1,
+                                         event=event))
         return event
     return add
 
@@ -226,6 +229,24 @@ def test_bad_parameters_are_named(params, parameter):
     with pytest.raises(ValidationError) as error:
         queries.parse(query(**params))
     assert parameter in error.value.details
+
+
+def test_windows_cover_the_whole_range_in_order(db, add, monkeypatch):
+    monkeypatch.setattr(queries, "FIRST_WINDOW", timedelta(minutes=1))
+    # sparse start times, so one page needs several ever wider windows
+    for title, starts_at in [("A", "2030-01-01T00:00:00Z"), ("B", "2030-01-01T00:00:00Z"),
+                             ("C", "2030-01-02T00:00:00Z"), ("D", "2030-01-21T00:00:00Z"),
+                             ("E", "2030-07-20T00:00:00Z")]:
+        add(title, starts_at=starts_at)
+    first = queries.search(db, query(limit=4))
+    assert titles(first) == ["A", "B", "C", "D"] or titles(first) == ["B", "A", "C", "D"]
+    assert titles(queries.search(db, query(limit=4, cursor=first["next_cursor"]))) == ["E"]
+    assert titles(queries.search(db, query(limit=4, to="2030-01-21T00:00:00Z"))) == [
+        *titles(first)[:3]]
+
+
+def test_nothing_projected_yet_is_an_empty_page(db):
+    assert queries.search(db, query()) == {"items": [], "next_cursor": None}
 
 
 def test_filter_uses_indexed_fields():
