@@ -50,6 +50,14 @@ def test_register_returns_the_user_without_secrets(http):
     assert account["password"] not in json.dumps(user)
 
 
+def test_register_sends_one_welcome_email(http, system):
+    account, user = register(http)
+    [welcome] = system.wait_for_mail(to=account["email"], subject="Welcome")
+    assert user["username"] in welcome.text
+    assert account["password"] not in welcome.text
+    assert len(system.mails_to(account["email"])) == 1
+
+
 @pytest.mark.parametrize("missing", ["username", "email", "password"])
 def test_register_names_each_missing_field(http, missing):
     body = new_account()
