@@ -26,7 +26,6 @@ FIRST_COLLECTION = "events_initial"
 # A rebuild that has not reported progress for this long is presumed dead.
 REBUILD_STALE_AFTER = timedelta(seconds=60)
 DUPLICATE_KEY = 11000
-BY_START = [("starts_at", ASCENDING), ("_id", ASCENDING)]
 
 
 def ensure_indexes(db):
@@ -39,11 +38,23 @@ def ensure_indexes(db):
             note_latest_start(db, last["starts_at"])
 
 
+BY_START = [("starts_at", ASCENDING), ("_id", ASCENDING)]
+INDEXES = {
+    "location_2dsphere": [("location", GEOSPHERE)],
+    "topics_1_starts_at_1__id_1": [("topics", ASCENDING), ("starts_at", ASCENDING),
+                                   ("_id", ASCENDING)],
+    "starts_at_1__id_1": BY_START,
+    "words_1": [("words", ASCENDING)],
+}
+
+
 def create_indexes(collection):
-    collection.create_index([("location", GEOSPHERE)])
-    collection.create_index([("topics", ASCENDING), ("starts_at", ASCENDING), ("_id", ASCENDING)])
-    collection.create_index(BY_START)
-    collection.create_index([("words", ASCENDING)])
+    # Only missing ones: SecantusDB refuses to re-create a 2dsphere index it already
+    # has (it stores a version field the request lacks), where MongoDB would accept it.
+    existing = collection.index_information()
+    for name, keys in INDEXES.items():
+        if name not in existing:
+            collection.create_index(keys, name=name)
 
 
 def note_latest_start(db, starts_at):

@@ -144,3 +144,10 @@ def test_only_one_rebuild_runs_at_a_time(db):
         return []
 
     projection.rebuild(db, all_events)
+
+
+def test_indexes_are_created_once_and_a_restart_keeps_them(db):
+    storage.ensure_indexes(db)  # a second start against the same database
+    names = set(storage.live(db).index_information())
+    assert {"location_2dsphere", "topics_1_starts_at_1__id_1", "starts_at_1__id_1",
+            "words_1"} <= names
