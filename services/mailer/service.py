@@ -6,13 +6,18 @@ Exactly-once, as far as SMTP allows (``deliver``):
    ``sent`` or ``failed`` is never mailed again, whatever redelivers it;
 2. a second copy of the message (the outbox publishes at least once) finds the key
    held and waits for the holder's outcome instead of sending too;
-3. SMTP; then the outcome and its ``email_sent`` / ``email_failed`` message are
-   stored in one write (bus.outbox) and published.
-The one window left: the process dies after the SMTP server accepted the mail and
-before step 3 (a few milliseconds). The redelivered message then waits for the
-lease to run out and sends again; that duplicate carries the same Message-ID
-(smtp.py). A lease outliving any single send (SMTP_TIMEOUT, default 10 s, per
-socket operation) keeps a slow but live sender from being overtaken.
+3. SMTP: right before the DATA command the entry becomes ``committing``;
+4. the outcome and its ``email_sent`` / ``email_failed`` message are stored in one
+   write (bus.outbox) and published.
+If the holder dies (its lease runs out), the redelivered message resends a key
+still ``sending`` (the server never got the mail), but not one ``committing``: the
+server may have accepted it just before the crash, and API.md says a reminder is
+never mailed twice. That key ends ``failed`` with the reason ``interrupted ...``;
+the user sees it and can snooze the reminder to re-arm it. The window is the DATA
+exchange plus one database write, milliseconds. Every mail carries a Message-ID
+made from its send key (smtp.py), so clients can tell copies apart if ever one is
+sent twice anyway. The lease outlives any live send (SMTP_TIMEOUT, default 10 s
+per socket operation), so a slow but live sender is not overtaken.
 
 Transient SMTP failures (no connection, 4xx) release the key and raise, so
 bus.reliable retries with exponential backoff; the last attempt it would make
@@ -36,6 +41,8 @@ from bus.reliable import subscribe
 from . import smtp, storage
 
 log = logging.getLogger(__name__)
+INTERRUPTED = ("interrupted while handing the mail to the SMTP server; not sent again, "
+               "so that it cannot arrive twice")
 
 
 def deliver(db, relay, send_key, kind, notification_id, email, transmit, max_attempts,
@@ -48,13 +55,18 @@ def deliver(db, relay, send_key, kind, notification_id, email, transmit, max_att
         entry = storage.entry(db, send_key)
         if entry["status"] in storage.DONE:
             return entry["status"]
+        if storage.abandoned_while_committing(db, send_key, owner, now()):
+            return _finish(db, relay, send_key, owner, notification_id, now(), INTERRUPTED)
         claimed = storage.claim(db, send_key, owner, now(), lease_seconds)
         if claimed is None:  # another instance holds it: wait for its outcome or its end
             sleep(min(0.5, max(0.05, (entry["lease_until"] - now()).total_seconds())))
     try:
-        transmit(email)
+        transmit(email, lambda: storage.committing(db, send_key, owner))
     except smtp.PermanentFailure as error:
         return _finish(db, relay, send_key, owner, notification_id, now(), str(error))
+    except smtp.UncertainDelivery as error:
+        return _finish(db, relay, send_key, owner, notification_id, now(),
+                       f"{INTERRUPTED} ({error})")
     except smtp.TransientFailure as error:
         if claimed["attempts"] >= max_attempts:
             reason = f"gave up after {claimed['attempts']} attempts: {error}"
@@ -123,7 +135,8 @@ class MailerService:
         timeout = float(setting(config, "SMTP_TIMEOUT", 10))
         deliver(
             self.db, self.outbox, send_key, kind, notification_id, email,
-            transmit=lambda mail: smtp.send(mail, host, port, timeout),
+            transmit=lambda mail, committing: smtp.send(mail, host, port, timeout,
+                                                        committing),
             max_attempts=int(setting(config, "HANDLER_MAX_ATTEMPTS", 5)),
             lease_seconds=float(setting(config, "MAILER_LEASE_SECONDS", 30)),
         )

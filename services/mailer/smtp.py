@@ -5,6 +5,8 @@ import html
 import smtplib
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import getaddresses
 from pathlib import Path
 from string import Template
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +22,10 @@ class TransientFailure(Exception):
 
 class PermanentFailure(Exception):
     """The server refused for good (5xx): the reason is reported to the user."""
+
+
+class UncertainDelivery(Exception):
+    """The connection broke after the mail was handed over: it may have been delivered."""
 
 
 # rendering
@@ -159,18 +165,39 @@ def calendar(event, now=None):
 
 # sending
 
-def send(email, host, port, timeout=10.0):
-    """Hand ``email`` to the SMTP server; TransientFailure or PermanentFailure if not."""
+def send(email, host, port, timeout=10.0, committing=lambda: None):
+    """Hand ``email`` to the SMTP server; TransientFailure or PermanentFailure if not.
+
+    ``committing()`` is called once the server has accepted sender and recipient,
+    right before the DATA command: from then on the server may have the mail even if
+    we never hear its answer. A failure after that point without an SMTP reply (the
+    connection dropped) is an UncertainDelivery."""
+    committed = False
     try:
         with smtplib.SMTP(host, port, timeout=timeout) as server:
-            server.send_message(email)
+            server.ehlo_or_helo_if_needed()
+            sender = getaddresses([email["From"]])[0][1]
+            recipients = [address for _, address in getaddresses([email["To"]])]
+            code, reply = server.mail(sender)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, reply, sender)
+            for recipient in recipients:
+                code, reply = server.rcpt(recipient)
+                if code not in (250, 251):
+                    raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+            committing()
+            committed = True
+            code, reply = server.data(email.as_bytes(policy=SMTP))
+            if code != 250:
+                raise smtplib.SMTPDataError(code, reply)
     except smtplib.SMTPRecipientsRefused as error:
         code, reply = next(iter(error.recipients.values()))
         raise _by_code(code, reply) from error
     except smtplib.SMTPResponseException as error:
         raise _by_code(error.smtp_code, error.smtp_error) from error
     except (smtplib.SMTPException, OSError) as error:  # refused, reset, timed out
-        raise TransientFailure(f"{type(error).__name__}: {error}") from error
+        reason = f"{type(error).__name__}: {error}"
+        raise (UncertainDelivery if committed else TransientFailure)(reason) from error
 
 
 def _by_code(code, reply):

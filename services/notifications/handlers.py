@@ -281,15 +281,15 @@ def snooze(db, user_id, reminder_id, minutes, now):
     if reminder["status"] == "scheduled":
         new["remind_at"] = reminder["remind_at"] + timedelta(minutes=minutes)
         update = {"$set": new}
-    elif reminder["status"] == "sent":
+    elif reminder["status"] in ("sent", "failed"):
         if not is_live(storage.find_event(db, reminder["event_id"])):
             raise Conflict("The event was cancelled or deleted.")
         # a new arm means a new send key, so the mailer sends this one too
         new.update(remind_at=now + timedelta(minutes=minutes), status="scheduled",
-                   sent_at=None, send_key=None)
+                   sent_at=None, send_key=None, failure_reason=None)
         update = {"$set": new, "$inc": {"arm": 1}}
     else:
-        raise Conflict("Only a scheduled or sent notification can be snoozed.")
+        raise Conflict("A cancelled notification, or one being sent, cannot be snoozed.")
     updated = storage.update_reminder_if(db, reminder["_id"], expected, update)
     return _changed_or_conflict(db, user_id, reminder_id, updated)
 

@@ -29,8 +29,9 @@ class Server:
         self.delay = delay
         self.accepted = []
 
-    def __call__(self, email):
+    def __call__(self, email, committing):
         eventlet.sleep(self.delay)
+        committing()
         if self.failures:
             raise self.failures.pop(0)
         self.accepted.append(email)
@@ -98,3 +99,23 @@ def test_a_dead_holders_claim_is_taken_over_after_its_lease(db):
     clock = iter([start + timedelta(seconds=s) for s in (1, 2, 3, 31, 31, 31, 31)])
     assert deliver(db, server, now=lambda: next(clock)) == "sent"
     assert len(server.accepted) == 1
+
+
+def test_a_holder_that_died_while_handing_over_the_mail_is_not_repeated(db):
+    start = datetime.now(timezone.utc)
+    storage.claim_first(db, "reminder:n1:1", "reminder", "n1", "dead-instance", start,
+                        lease_seconds=30)
+    storage.committing(db, "reminder:n1:1", "dead-instance")
+    server = Server()
+    clock = iter([start + timedelta(seconds=s) for s in (1, 2, 3, 31, 31, 31, 31)])
+    assert deliver(db, server, now=lambda: next(clock)) == "failed"
+    assert server.accepted == []
+    entry = db[storage.SENDS].find_one({"_id": "reminder:n1:1"})
+    assert entry["reason"].startswith("interrupted while handing the mail")
+    assert entry["pending_events"][0]["event_type"] == "email_failed"
+
+
+def test_a_broken_connection_after_data_is_not_retried(db):
+    server = Server(smtp.UncertainDelivery("SMTPServerDisconnected: lost"))
+    assert deliver(db, server) == "failed"
+    assert deliver(db, Server()) == "failed"

@@ -56,8 +56,10 @@ def test_reminders_missed_longer_than_the_catch_up_window_fail(db, relayed):
     missed = handlers.get(db, "u1", old["id"])
     assert (missed["status"], missed["failure_reason"]) == ("failed", "missed")
     assert relayed.calls == [(storage.REMINDERS, recent["id"])]
-    with pytest.raises(Conflict):
-        handlers.snooze(db, "u1", old["id"], 5, back_up)
+    # the user can still ask for it again
+    again = handlers.snooze(db, "u1", old["id"], 5, back_up)
+    assert (again["status"], again["failure_reason"]) == ("scheduled", None)
+    assert again["remind_at"] == "2026-12-02T14:05:00Z"
 
 
 def test_reminder_of_a_cancelled_event_is_not_claimed(db, relayed):
