@@ -30,8 +30,8 @@ from bus.messages import iso, utc_now
 from services.search import storage
 from services.search.projection import tokenise
 
-STATUSES = {"scheduled": "scheduled", "cancelled": "cancelled",
-            "all": {"$in": ["scheduled", "cancelled"]}}
+# Tombstones have no start time, so with the start-time range "all" needs no condition.
+STATUSES = {"scheduled": "scheduled", "cancelled": "cancelled", "all": None}
 SORTS = ("starts_at", "distance")
 MAX_RADIUS_KM = 500
 DEFAULT_RADIUS_KM = 10
@@ -55,24 +55,34 @@ def search(db, query):
 def find_in_windows(collection, query, fetch, latest_start):
     """Up to ``fetch`` matches in (starts_at, id) order, reading consecutive time windows.
 
-    The windows partition [start, end) in order and each is read in order, so
-    their concatenation is the same list one query over the whole range gives."""
-    conditions = build_filter(query)
-    start = max(query["from"], query["after"][0]) if query["after"] else query["from"]
-    end = query["to"]
+    The windows partition the range in order and each is read in order, so their
+    concatenation is what one query over the whole range gives. The keyset is two
+    plain queries: the rest of the last item's start time, then later times."""
+    conditions = build_filter(query, keyset=False)
+    start, end = query["from"], query["to"]
     if end is None:
         if latest_start is None:  # nothing projected yet
             return []
         end = latest_start + SMALLEST_STEP
-    width, documents = FIRST_WINDOW, []
+    documents = []
+    if query["after"] is not None:
+        key, last_id = query["after"]
+        if start <= key < end:
+            documents += _find(collection, {**conditions, "starts_at": key,
+                                            "_id": {"$gt": last_id}}, fetch)
+        start = max(start, key + SMALLEST_STEP)
+    width = FIRST_WINDOW
     while start < end and len(documents) < fetch:
         stop = min(start + width, end)
-        window = {"$and": [conditions, {"starts_at": {"$gte": start, "$lt": stop}}]}
-        documents += list(collection.find(window, {"event": 1, "starts_at": 1})
-                          .sort([("starts_at", 1), ("_id", 1)]).hint(storage.BY_START)
-                          .limit(fetch - len(documents)))
+        documents += _find(collection, {**conditions, "starts_at": {"$gte": start, "$lt": stop}},
+                           fetch - len(documents))
         start, width = stop, width * 4
     return documents
+
+
+def _find(collection, conditions, limit):
+    return list(collection.find(conditions, {"event": 1, "starts_at": 1})
+                .sort(storage.BY_START).limit(limit))
 
 
 def get(db, event_id):
@@ -118,17 +128,22 @@ def parse(query):
     return parsed
 
 
-def build_filter(query):
-    """The conditions every result meets, whatever the sort (no keyset, no geo)."""
+def build_filter(query, keyset=True):
+    """The conditions every result meets: top-level equalities and ranges where they
+    suffice, because SecantusDB uses an index only for those (not under $and/$or/$all)."""
     starts = {"$gte": query["from"]}
     if query["to"] is not None:
         starts["$lt"] = query["to"]
-    conditions = {"status": STATUSES[query["status"]], "starts_at": starts}
+    conditions = {"starts_at": starts}
+    if STATUSES[query["status"]]:
+        conditions["status"] = STATUSES[query["status"]]
     if query["topics"]:
-        conditions["topics"] = {"$in": query["topics"]}
+        topics = query["topics"]
+        conditions["topics"] = topics[0] if len(topics) == 1 else {"$in": topics}
     if query["words"]:
-        conditions["words"] = {"$all": query["words"]}
-    if query["after"] is not None and query["sort"] == "starts_at":
+        words = query["words"]
+        conditions["words"] = words[0] if len(words) == 1 else {"$all": words}
+    if keyset and query["after"] is not None and query["sort"] == "starts_at":
         conditions.update(_after("starts_at", query["after"]))
     return conditions
 
