@@ -70,14 +70,15 @@ async def serve(host, port, directory, ready=None):
     """Serve until SIGTERM or SIGINT, then close the listener and return."""
     loop = asyncio.get_running_loop()
     handler = MaildirSink(directory)
+    # before listening: whoever saw the port open may send SIGTERM at once
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="eventpost-sink", enable_SMTPUTF8=True,
                      data_size_limit=10 * 1024 * 1024),
         host=host, port=port,
     )
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     log.info("mail sink listening on %s:%d, writing to %s", host, port, handler.directory)
     if ready is not None:
         ready()
