@@ -321,7 +321,12 @@ def replay_parked(c, queue=None):
         say("nothing parked")
 
 
-# --- Tasks added by the feature work (seed, rebuild-search, loadtest) go below. ------
-# Each is a plain @task function in this module; invoke picks it up by name
-# (create_admin -> `invoke create-admin`). Reuse _rpc_config() to call the running
-# system over RPC, and tools.system.System to start one of your own.
+# --- Tasks of the feature work ----------------------------------------------------
+# A task is a @task function in this module's namespace; invoke lists it by name
+# (create_admin -> `invoke create-admin`). Larger groups live in tools/tasks_*.py
+# and are imported here. Reuse _rpc_config() to call the running system over RPC,
+# and tools.system.System to start one of your own.
+from tools.tasks_events import loadtest, projection_lag, rebuild_search, seed  # noqa: E402
+
+__all__ = ["install", "run", "test", "coverage", "lint", "shell", "create_admin", "parked",
+           "replay_parked", "seed", "rebuild_search", "loadtest", "projection_lag"]
