@@ -16,7 +16,9 @@ email arrives (its ``X-EventPost-Send-Key`` names the reminder).
 ``--kill-at S`` sends SIGKILL to every service process S seconds after the first
 reminder is due (negative: before), then starts them again.
 
-Prints: emails received, reminders sent once / duplicated / lost, delivery delay
+Prints: emails received, reminders sent once / duplicated / lost (no email), the
+reminders' final statuses (a mail interrupted by SIGKILL while being handed to the
+SMTP server is ``failed``, not resent: see services/mailer/service.py), delivery delay
 (SMTP arrival minus ``remind_at``) p50 / p99 / max, and reminders per second
 (emails over the time from the first due reminder to the last email). Exits 1 if any
 reminder was duplicated or lost.
@@ -238,6 +240,10 @@ def measure(args, config, mongo_uri, services, inbox):
         "delay_max_s": round(max(delays), 3) if delays else None,
         "reminders_per_s": round(len(first_arrival) / span, 1) if span > 0 else None,
     }
+    reminders = MongoClient(mongo_uri)["notifications"]["notifications"]
+    report["statuses"] = dict(Counter(
+        f"{r['status']}" + (f" ({r['failure_reason'][:40]}...)" if r.get("failure_reason") else "")
+        for r in reminders.find({}, {"status": 1, "failure_reason": 1})))
     for name, value in report.items():
         print(f"{name:>16}: {value}")
     return report
