@@ -5,6 +5,7 @@ to share between greenthreads). ``prepare`` runs once at start, e.g. to create
 the indexes the service's queries need.
 """
 from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
 from pymongo import MongoClient
 
 from bus.config import setting
@@ -41,3 +42,13 @@ class Mongo(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.database
+
+
+class DatabaseHealth:
+    """Mixin for a service with ``db = Mongo()``: the ``health`` RPC the gateway's
+    /health asks, answering only when the service's database does."""
+
+    @rpc
+    def health(self):
+        self.db.command("ping")
+        return "ok"

@@ -14,10 +14,10 @@ from datetime import timedelta
 import eventlet
 from kombu import Queue
 from kombu.common import maybe_declare
-from pymongo import ASCENDING
 from nameko.amqp.publish import get_connection
 from nameko.events import EventDispatcher
 from nameko.standalone.events import get_event_exchange
+from pymongo import ASCENDING
 
 from bus.messages import SUBSCRIPTIONS, iso, queue_name, utc_now
 from bus.mongo import Mongo

@@ -13,6 +13,7 @@ import uuid  # noqa: E402
 
 import pytest  # noqa: E402
 
+from bus.mongo import connect  # noqa: E402
 from tests.support.secantus import SecantusProcess  # noqa: E402
 
 
@@ -43,3 +44,24 @@ def service_config(rabbit_config, mongo_uri):
         serializer="json",
     )
     return config
+
+
+@pytest.fixture
+def new_database(mongo_uri):
+    """``new_database("events", prepare=storage.ensure_indexes)``: a fresh database of
+    that service on the test server, prepared as the service prepares it at start,
+    dropped after the test."""
+    opened = []
+
+    def open_database(service, prepare=None):
+        config = {"MONGO_URI": mongo_uri, "MONGO_DATABASE_PREFIX": f"t{uuid.uuid4().hex[:8]}_"}
+        client, database = connect(config, service)
+        opened.append((client, database))
+        if prepare:
+            prepare(database)
+        return database
+
+    yield open_database
+    for client, database in opened:
+        client.drop_database(database.name)
+        client.close()

@@ -12,11 +12,6 @@ COLLECTION = "events"
 LIVE = {"deleted": {"$ne": True}}
 
 
-def ensure_indexes(db):
-    # The outbox sweeper looks for documents with old pending messages.
-    db[COLLECTION].create_index([("pending_events.0.occurred_at", ASCENDING)], sparse=True)
-
-
 def find_live(db, event_id):
     return db[COLLECTION].find_one({"_id": event_id, **LIVE})
 
@@ -47,6 +42,3 @@ def page_after(db, after_id, limit):
 def count_live(db):
     return db[COLLECTION].count_documents(LIVE)
 
-
-def ping(db):
-    db.command("ping")

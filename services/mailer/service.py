@@ -29,12 +29,11 @@ import uuid
 
 import eventlet
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 
 from bus.config import setting
 from bus.logs import CallContext
 from bus.messages import iso, new_message, utc_now
-from bus.mongo import Mongo
+from bus.mongo import DatabaseHealth, Mongo
 from bus.outbox import Outbox
 from bus.reliable import subscribe
 
@@ -91,18 +90,13 @@ def _finish(db, relay, send_key, owner, notification_id, moment, failure):
     return status
 
 
-class MailerService:
+class MailerService(DatabaseHealth):
     name = "mailer"
 
-    db = Mongo(prepare=storage.ensure_indexes)
+    db = Mongo()
     outbox = Outbox([storage.SENDS])
     context = CallContext()
     config = Config()
-
-    @rpc
-    def health(self):
-        storage.ping(self.db)
-        return "ok"
 
     @subscribe("users", "user_registered")
     def on_user_registered(self, message):

@@ -8,7 +8,6 @@ it (bus.outbox).
 """
 from datetime import timedelta
 
-from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from bus.outbox import outgoing
@@ -16,14 +15,6 @@ from bus.outbox import outgoing
 SENDS = "sends"
 DONE = ("sent", "failed")
 
-
-def ensure_indexes(db):
-    # the outbox sweeper looks for documents with old pending messages
-    db[SENDS].create_index([("pending_events.0.occurred_at", ASCENDING)], sparse=True)
-
-
-def ping(db):
-    db.command("ping")
 
 
 def claim_first(db, send_key, kind, notification_id, owner, now, lease_seconds):

@@ -12,14 +12,14 @@ from bus.config import setting
 from bus.errors import NotFound, Unavailable
 from bus.logs import CallContext
 from bus.messages import utc_now
-from bus.mongo import Mongo
+from bus.mongo import DatabaseHealth, Mongo
 from bus.outbox import Outbox
 from bus.reliable import subscribe
 
 from . import handlers, scheduler, storage
 
 
-class NotificationsService:
+class NotificationsService(DatabaseHealth):
     name = "notifications"
 
     db = Mongo(prepare=storage.ensure_indexes)
@@ -54,11 +54,6 @@ class NotificationsService:
     @rpc
     def delete(self, user_id, notification_id):
         handlers.delete(self.db, user_id, notification_id)
-
-    @rpc
-    def health(self):
-        storage.ping(self.db)
-        return "ok"
 
     # the scheduler (fires on every instance; claims are atomic)
 

@@ -30,13 +30,7 @@ def ensure_indexes(db):
     reminders.create_index([("user_id", ASCENDING), ("remind_at", ASCENDING), ("_id", ASCENDING)])
     # follow-ups of an event
     reminders.create_index([("event_id", ASCENDING), ("status", ASCENDING)])
-    # the outbox sweeper looks for documents with old pending messages
-    for name in (REMINDERS, NOTICES):
-        db[name].create_index([("pending_events.0.occurred_at", ASCENDING)], sparse=True)
 
-
-def ping(db):
-    db.command("ping")
 
 
 # reminders

@@ -6,12 +6,12 @@ with backoff and then parked for an operator (`invoke parked`, `invoke replay-pa
 from nameko.rpc import RpcProxy, rpc
 
 from bus.logs import CallContext
-from bus.mongo import Mongo
+from bus.mongo import DatabaseHealth, Mongo
 from bus.reliable import subscribe
 from services.search import projection, queries, storage
 
 
-class SearchService:
+class SearchService(DatabaseHealth):
     name = "search"
 
     db = Mongo(prepare=storage.ensure_indexes)
@@ -46,8 +46,3 @@ class SearchService:
     def rebuild_status(self):
         """Progress of the current or last rebuild, for `invoke rebuild-search`'s bar."""
         return storage.rebuild_status(self.db)
-
-    @rpc
-    def health(self):
-        storage.ping(self.db)
-        return "ok"

@@ -137,9 +137,6 @@ def finish_rebuild(db, collection, copied):
         raise Conflict("The rebuild was taken over by another one.")
 
 
-def ping(db):
-    db.command("ping")
-
 
 def rebuild_status(db):
     state = pointer(db)

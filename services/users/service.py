@@ -7,23 +7,18 @@ from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 
 from bus.logs import CallContext
-from bus.mongo import Mongo
+from bus.mongo import DatabaseHealth, Mongo
 from bus.outbox import Outbox
 from services.users import handlers, storage
 
 
-class UsersService:
+class UsersService(DatabaseHealth):
     name = "users"
 
     db = Mongo(prepare=storage.ensure_indexes)
     outbox = Outbox([storage.USERS])
     config = Config()
     context = CallContext()
-
-    @rpc
-    def health(self):
-        self.db.command("ping")
-        return "ok"
 
     @rpc
     def register(self, username, email, password):

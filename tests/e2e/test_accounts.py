@@ -1,4 +1,4 @@
-"""Every row of API.md's Accounts table, over HTTP, against the system started as `invoke run` starts it."""
+"""Every row of API.md's Accounts table, over HTTP, against the system as `invoke run` starts it."""
 import json
 import uuid
 
@@ -141,7 +141,8 @@ def test_duplicate_email_is_a_409_across_primary_and_secondary_emails(http):
 
     headers = login(http, account)
     secondary = f"second_{uuid.uuid4().hex[:8]}@example.org"
-    assert http.post("/users/me/emails", json={"email": secondary}, headers=headers).status_code == 201
+    added = http.post("/users/me/emails", json={"email": secondary}, headers=headers)
+    assert added.status_code == 201
     clash = {**new_account(), "email": secondary}
     assert_error(http.post("/users", json=clash), 409, "conflict", ["email"])
 

@@ -1,11 +1,9 @@
 """The write model's commands against a real (SecantusDB) database, no broker."""
-import uuid
 
 import pytest
-from pymongo import MongoClient
 
 from bus.errors import NotFound, ValidationError
-from services.events import handlers, storage
+from services.events import handlers
 
 FIELDS = {
     "title": "Jazz night",
@@ -21,13 +19,8 @@ FIELDS = {
 
 
 @pytest.fixture
-def db(mongo_uri):
-    client = MongoClient(mongo_uri, tz_aware=True)
-    database = client[f"t{uuid.uuid4().hex[:8]}_events"]
-    storage.ensure_indexes(database)
-    yield database
-    client.drop_database(database.name)
-    client.close()
+def db(new_database):
+    return new_database("events")
 
 
 def pending(db, event_id):

@@ -1,24 +1,17 @@
 """Once per send key: the mailer's sent log, against a real SecantusDB database.
 
 SMTP is a recording function here; tests/integration/mailer sends to a real server."""
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import eventlet
 import pytest
 
-from bus.mongo import connect
 from services.mailer import service, smtp, storage
 
 
 @pytest.fixture
-def db(mongo_uri):
-    config = {"MONGO_URI": mongo_uri, "MONGO_DATABASE_PREFIX": f"m{uuid.uuid4().hex[:8]}_"}
-    client, database = connect(config, "mailer")
-    storage.ensure_indexes(database)
-    yield database
-    client.drop_database(database.name)
-    client.close()
+def db(new_database):
+    return new_database("mailer")
 
 
 class Server:

@@ -1,23 +1,16 @@
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from bus.messages import iso, new_message
-from bus.mongo import connect
 from services.notifications import handlers, storage
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def db(mongo_uri):
-    config = {"MONGO_URI": mongo_uri, "MONGO_DATABASE_PREFIX": f"n{uuid.uuid4().hex[:8]}_"}
-    client, database = connect(config, "notifications")
-    storage.ensure_indexes(database)
-    yield database
-    client.drop_database(database.name)
-    client.close()
+def db(new_database):
+    return new_database("notifications", prepare=storage.ensure_indexes)
 
 
 @pytest.fixture

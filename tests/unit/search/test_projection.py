@@ -1,8 +1,6 @@
 """The projection against a real (SecantusDB) database: tokens, idempotence, order, rebuild."""
-import uuid
 
 import pytest
-from pymongo import MongoClient
 
 from bus.errors import Conflict, NotFound
 from bus.messages import new_message
@@ -10,13 +8,8 @@ from services.search import projection, queries, storage
 
 
 @pytest.fixture
-def db(mongo_uri):
-    client = MongoClient(mongo_uri, tz_aware=True)
-    database = client[f"t{uuid.uuid4().hex[:8]}_search"]
-    storage.ensure_indexes(database)
-    yield database
-    client.drop_database(database.name)
-    client.close()
+def db(new_database):
+    return new_database("search", prepare=storage.ensure_indexes)
 
 
 def an_event(version=1, **changes):

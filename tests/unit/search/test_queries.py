@@ -4,7 +4,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from pymongo import MongoClient
 
 from bus.errors import NotFound, ValidationError
 from bus.messages import new_message
@@ -28,13 +27,8 @@ def query(**params):
 
 
 @pytest.fixture
-def db(mongo_uri):
-    client = MongoClient(mongo_uri, tz_aware=True)
-    database = client[f"t{uuid.uuid4().hex[:8]}_search"]
-    storage.ensure_indexes(database)
-    yield database
-    client.drop_database(database.name)
-    client.close()
+def db(new_database):
+    return new_database("search", prepare=storage.ensure_indexes)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@ import uuid
 
 import pytest
 
-from bus.mongo import connect
 from services.users import storage
 
 
@@ -17,9 +16,5 @@ def config(mongo_uri):
 
 
 @pytest.fixture
-def db(config):
-    client, database = connect(config, "users")
-    storage.ensure_indexes(database)
-    yield database
-    client.drop_database(database.name)
-    client.close()
+def db(new_database):
+    return new_database("users", prepare=storage.ensure_indexes)
