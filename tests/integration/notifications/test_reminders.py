@@ -169,7 +169,8 @@ def test_two_instances_each_send_200_simultaneous_reminders_exactly_once(
                    for _ in range(200)]
         created = [reply.result() for reply in replies]
     assert parse_time(remind_at) > utc_now(), "scheduling took too long for this test"
-    inbox.wait_for(200, timeout=60)
+    # exactly once is the claim here; how fast is loadtests/reminders.py's (about 9/s here)
+    inbox.wait_for(200, timeout=180)
     time.sleep(3)
     keys = [m["X-EventPost-Send-Key"] for m in inbox.messages()]
     assert len(keys) == 200
