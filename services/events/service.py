@@ -5,6 +5,7 @@ publishes `event_created` / `event_updated` / `event_deleted` through its outbox
 """
 from nameko.rpc import rpc
 
+from bus.consul import ConsulRegistration
 from bus.logs import CallContext
 from bus.mongo import DatabaseHealth, Mongo
 from bus.outbox import Outbox
@@ -17,6 +18,7 @@ class EventsService(DatabaseHealth):
     db = Mongo()
     outbox = Outbox([storage.COLLECTION])
     context = CallContext()
+    consul = ConsulRegistration()
 
     @rpc
     def create(self, fields):

@@ -7,6 +7,7 @@ import logging
 
 import eventlet
 
+from bus.consul import ConsulRegistration
 from bus.errors import Unavailable
 from bus.logs import CallContext
 from services.gateway import openapi
@@ -36,7 +37,8 @@ HEALTH_TIMEOUT = 2.0
 class GatewayService:
     name = "gateway"
 
-    call_context = CallContext()
+    context = CallContext()
+    consul = ConsulRegistration(address_setting="WEB_SERVER_ADDRESS")
     auth = Auth()
     users = TimedRpcProxy("users")
     events = TimedRpcProxy("events")

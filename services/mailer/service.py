@@ -31,6 +31,7 @@ import eventlet
 from nameko.dependency_providers import Config
 
 from bus.config import setting
+from bus.consul import ConsulRegistration
 from bus.logs import CallContext
 from bus.messages import iso, new_message, utc_now
 from bus.mongo import DatabaseHealth, Mongo
@@ -96,6 +97,7 @@ class MailerService(DatabaseHealth):
     db = Mongo()
     outbox = Outbox([storage.SENDS])
     context = CallContext()
+    consul = ConsulRegistration()
     config = Config()
 
     @subscribe("users", "user_registered")

@@ -9,6 +9,7 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
 from bus.config import setting
+from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
 from bus.logs import CallContext
 from bus.messages import utc_now
@@ -25,6 +26,7 @@ class NotificationsService(DatabaseHealth):
     db = Mongo(prepare=storage.ensure_indexes)
     outbox = Outbox([storage.REMINDERS, storage.NOTICES])
     context = CallContext()
+    consul = ConsulRegistration()
     config = Config()
     # Only for an event that has not reached the local copy yet (handlers.known_event).
     events_rpc = RpcProxy("events")

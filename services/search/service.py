@@ -5,6 +5,7 @@ with backoff and then parked for an operator (`invoke parked`, `invoke replay-pa
 """
 from nameko.rpc import RpcProxy, rpc
 
+from bus.consul import ConsulRegistration
 from bus.logs import CallContext
 from bus.mongo import DatabaseHealth, Mongo
 from bus.reliable import subscribe
@@ -17,6 +18,7 @@ class SearchService(DatabaseHealth):
     db = Mongo(prepare=storage.ensure_indexes)
     events = RpcProxy("events")
     context = CallContext()
+    consul = ConsulRegistration()
 
     @subscribe("events", "event_created")
     def on_event_created(self, message):

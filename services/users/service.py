@@ -6,6 +6,7 @@ handler stored with its write (the outbox sweeper catches any that a crash leave
 from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 
+from bus.consul import ConsulRegistration
 from bus.logs import CallContext
 from bus.mongo import DatabaseHealth, Mongo
 from bus.outbox import Outbox
@@ -19,6 +20,7 @@ class UsersService(DatabaseHealth):
     outbox = Outbox([storage.USERS])
     config = Config()
     context = CallContext()
+    consul = ConsulRegistration()
 
     @rpc
     def register(self, username, email, password):
