@@ -7,15 +7,16 @@ from nameko.rpc import rpc
 
 from bus.consul import ConsulRegistration
 from bus.logs import CallContext
-from bus.mongo import DatabaseHealth, Mongo
+from bus.mongo import Mongo, database_health
 from bus.outbox import Outbox
 from services.events import handlers, storage
 
 
-class EventsService(DatabaseHealth):
+class EventsService:
     name = "events"
 
     db = Mongo()
+    health = database_health
     outbox = Outbox([storage.COLLECTION])
     context = CallContext()
     consul = ConsulRegistration()

@@ -34,7 +34,7 @@ from bus.config import setting
 from bus.consul import ConsulRegistration
 from bus.logs import CallContext
 from bus.messages import iso, new_message, utc_now
-from bus.mongo import DatabaseHealth, Mongo
+from bus.mongo import Mongo, database_health
 from bus.outbox import Outbox
 from bus.reliable import subscribe
 
@@ -91,10 +91,11 @@ def _finish(db, relay, send_key, owner, notification_id, moment, failure):
     return status
 
 
-class MailerService(DatabaseHealth):
+class MailerService:
     name = "mailer"
 
     db = Mongo()
+    health = database_health
     outbox = Outbox([storage.SENDS])
     context = CallContext()
     consul = ConsulRegistration()

@@ -13,17 +13,18 @@ from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
 from bus.logs import CallContext
 from bus.messages import utc_now
-from bus.mongo import DatabaseHealth, Mongo
+from bus.mongo import Mongo, database_health
 from bus.outbox import Outbox
 from bus.reliable import subscribe
 
 from . import handlers, scheduler, storage
 
 
-class NotificationsService(DatabaseHealth):
+class NotificationsService:
     name = "notifications"
 
     db = Mongo(prepare=storage.ensure_indexes)
+    health = database_health
     outbox = Outbox([storage.REMINDERS, storage.NOTICES])
     context = CallContext()
     consul = ConsulRegistration()

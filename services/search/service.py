@@ -7,15 +7,16 @@ from nameko.rpc import RpcProxy, rpc
 
 from bus.consul import ConsulRegistration
 from bus.logs import CallContext
-from bus.mongo import DatabaseHealth, Mongo
+from bus.mongo import Mongo, database_health
 from bus.reliable import subscribe
 from services.search import projection, queries, storage
 
 
-class SearchService(DatabaseHealth):
+class SearchService:
     name = "search"
 
     db = Mongo(prepare=storage.ensure_indexes)
+    health = database_health
     events = RpcProxy("events")
     context = CallContext()
     consul = ConsulRegistration()

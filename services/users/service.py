@@ -8,15 +8,16 @@ from nameko.rpc import rpc
 
 from bus.consul import ConsulRegistration
 from bus.logs import CallContext
-from bus.mongo import DatabaseHealth, Mongo
+from bus.mongo import Mongo, database_health
 from bus.outbox import Outbox
 from services.users import handlers, storage
 
 
-class UsersService(DatabaseHealth):
+class UsersService:
     name = "users"
 
     db = Mongo(prepare=storage.ensure_indexes)
+    health = database_health
     outbox = Outbox([storage.USERS])
     config = Config()
     context = CallContext()
