@@ -136,6 +136,8 @@ def test_a_time_in_the_past_is_a_422(http, alice, admin_headers, event):
     ("before_minutes", 1.5),
     ("before_minutes", True),
     ("before_minutes", {"$ne": 0}),
+    ("before_minutes", 10**12),
+    ("remind_at", "9999-12-31T23:59:59-01:00"),
     ("email", "not-an-email"),
     ("email", {"$ne": ""}),
     ("subject", ""),
@@ -307,6 +309,8 @@ def test_paging_walks_through_everything_without_skips_or_repeats(http, alice, e
     ({"cursor": "garbage"}, "cursor"),
     ({"cursor": "eyJhIjogMX0"}, "cursor"),  # base64 of a JSON object, not ours
     ({"status": "done"}, "status"),
+    ({"status": ["sent", "cancelled"]}, "status"),  # given twice
+    ({"event_id[$ne]": ""}, "event_id[$ne]"),
 ])
 def test_bad_list_parameters_are_a_422(http, alice, params, field):
     response = http.get("/notifications", params=params, headers=alice.headers)
@@ -514,6 +518,54 @@ def test_a_reminder_goes_to_the_chosen_email(http, system, alice, event):
     [mail] = system.wait_for_mail(to=alice.secondary[0], subject=event["title"], timeout=20)
     assert mail.rcpt_to == [alice.secondary[0]]
     assert [m for m in system.mails_to(alice.email) if event["title"] in m.subject] == []
+
+
+def test_a_patched_reminder_is_mailed_at_its_new_time_with_its_new_text(http, system, alice,
+                                                                        event):
+    reminder = create_reminder(http, alice.headers, event["id"], before_minutes=60)
+    remind_at = whole_seconds_from_now(3)
+    response = http.patch(f"/notifications/{reminder['id']}", headers=alice.headers, json={
+        "remind_at": stamp(remind_at), "subject": f"Doors open {event['title']}",
+        "message": "Patched message", "email": alice.secondary[0]})
+    assert response.status_code == 200, response.text
+    [mail] = system.wait_for_mail(to=alice.secondary[0], subject=event["title"], timeout=20)
+    delay = arrival(mail) - remind_at.timestamp()
+    assert 0 <= delay <= DELIVERY_LIMIT + MACHINE_NOISE, f"mailed {delay:.3f}s off remind_at"
+    assert mail.subject == f"Doors open {event['title']}"
+    assert "Patched message" in mail.text
+    wait_for_reminder(http, alice.headers, reminder["id"], lambda n: n["status"] == "sent",
+                      what="status becomes sent")
+    no_more_mail(system, 1, to=alice.secondary[0], subject=event["title"], timeout=2)
+    assert [m for m in system.mails_to(alice.email) if event["title"] in m.subject] == []
+
+
+def test_a_deleted_reminder_is_never_mailed(http, system, alice, event):
+    remind_at = whole_seconds_from_now(3)
+    reminder = create_reminder(http, alice.headers, event["id"], remind_at=stamp(remind_at))
+    kept = create_reminder(http, alice.headers, event["id"], remind_at=stamp(remind_at),
+                           subject=f"Kept {event['title']}")
+    assert http.delete(f"/notifications/{reminder['id']}",
+                       headers=alice.headers).status_code == 204
+    # the other reminder due at the same time shows the scheduler ran
+    [mail] = system.wait_for_mail(to=alice.email, subject=event["title"], timeout=20)
+    assert mail.subject == f"Kept {event['title']}"
+    wait_for_reminder(http, alice.headers, kept["id"], lambda n: n["status"] == "sent",
+                      what="status becomes sent")
+    no_more_mail(system, 1, to=alice.email, subject=event["title"], timeout=2)
+
+
+def test_the_mail_shows_the_event_as_it_is_when_the_reminder_is_due(http, system, alice,
+                                                                    admin_headers, event):
+    remind_at = whole_seconds_from_now(5)
+    reminder = create_reminder(http, alice.headers, event["id"], remind_at=stamp(remind_at))
+    response = http.patch(f"/events/{event['id']}", headers=admin_headers, json={
+        "starts_at": "2031-12-05T21:45:00+09:00", "ends_at": None,
+        "place": {"name": "Cotton Club", "address": None, "lat": 35.68, "lng": 139.76}})
+    assert response.status_code == 200, response.text
+    [mail] = system.wait_for_mail(to=alice.email, subject=event["title"], timeout=20)
+    assert "21:45" in mail.text and "20:30" not in mail.text, mail.text
+    assert "Cotton Club" in mail.text and "Blue Note" not in mail.text, mail.text
+    assert get_reminder(http, alice.headers, reminder["id"])["remind_at"] == stamp(remind_at)
 
 
 @pytest.mark.timeout(240)
