@@ -210,6 +210,22 @@ def test_a_body_that_is_not_a_json_object_is_a_400(http, alice, data, content_ty
     assert_error(response, 400, "bad_request")
 
 
+def test_an_oversized_body_is_a_413(http, alice, event):
+    body = {"event_id": event["id"], "before_minutes": 5, "message": "x" * (65 * 1024)}
+    assert_error(http.post("/notifications", json=body, headers=alice.headers),
+                 413, "payload_too_large")
+
+
+def test_unsupported_methods_are_405(http, alice, event):
+    reminder = create_reminder(http, alice.headers, event["id"])
+    for method, url in [("PUT", f"/notifications/{reminder['id']}"),
+                        ("POST", f"/notifications/{reminder['id']}"),
+                        ("DELETE", "/notifications"),
+                        ("GET", f"/notifications/{reminder['id']}/snooze")]:
+        response = http.request(method, url, json={}, headers=alice.headers)
+        assert_error(response, 405, "method_not_allowed")
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nonsense"},
                                      {"Authorization": "Basic dXNlcjpwYXNz"}])
 def test_every_verb_needs_a_token(http, alice, event, headers):
@@ -648,8 +664,15 @@ def test_a_cancelled_or_deleted_event_cancels_its_reminders_and_mails_each_user_
         assert event["title"] in mail.text
         assert "cancel" in mail.text.lower()
     assert "Alice reminder 30" in to_alice.text and "Alice reminder 120" in to_alice.text
+    if how == "cancel":  # later changes to the cancelled event mail nobody again
+        assert http.patch(f"/events/{event['id']}", json={"description": "Called off"},
+                          headers=admin_headers).status_code == 200
+        assert http.delete(f"/events/{event['id']}", headers=admin_headers).status_code == 204
     no_more_mail(system, 1, to=alice.email, subject=event["title"], timeout=3)
     no_more_mail(system, 1, to=bob.email, subject=event["title"], timeout=0)
+    for person, reminders in ((alice, alices), (bob, bobs)):
+        for reminder in reminders:
+            assert get_reminder(http, person.headers, reminder["id"])["status"] == "cancelled"
 
 
 # Follow-ups: accounts
