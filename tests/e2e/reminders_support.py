@@ -9,7 +9,6 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from pymongo import MongoClient
 
 from tests.e2e.conftest import read_mail
@@ -119,13 +118,8 @@ def assert_error(response, status, code, fields=()):
 
 # --- admin and events ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def admin(system):
-    return system.create_admin()
-
-
-@pytest.fixture
-def admin_headers(http, admin):
+def admin_login(http, admin):
+    """Bearer headers of ``admin``, a ``system.create_admin()`` result."""
     user, password = admin
     return login(http, {"username": user["username"], "password": password})
 

@@ -7,12 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from tests.e2e.reminders_support import (  # noqa: F401  (admin, admin_headers: fixtures)
+from tests.e2e.reminders_support import (
     EVENT_STARTS_UTC,
     NOTIFICATION_FIELDS,
     Person,
-    admin,
-    admin_headers,
+    admin_login,
     arrival,
     assert_error,
     create_event,
@@ -35,6 +34,16 @@ from tests.e2e.reminders_support import (  # noqa: F401  (admin, admin_headers: 
 # allowed for a shared 2-core machine being busy, and reported in the failure.
 DELIVERY_LIMIT = 2.0
 MACHINE_NOISE = 1.0
+
+
+@pytest.fixture(scope="module")
+def admin(system):
+    return system.create_admin()
+
+
+@pytest.fixture
+def admin_headers(http, admin):
+    return admin_login(http, admin)
 
 
 @pytest.fixture

@@ -25,11 +25,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e.conftest import E2E_ENV, BaseUrlSession, RunningSystem, _vhost_uri
-from tests.e2e.reminders_support import (  # noqa: F401  (admin, admin_headers: fixtures)
+from tests.e2e.reminders_support import (
     MailReader,
     Person,
-    admin,
-    admin_headers,
+    admin_login,
     arrival,
     create_event,
     create_reminder,
@@ -48,6 +47,16 @@ BURST = 200
 USERS = 4
 # The pipeline does ~9 reminders/s on a 2-core machine: 200 take ~25 s; allow far more.
 BURST_DELIVERY_SECONDS = 180
+
+
+@pytest.fixture(scope="module")
+def admin(system):
+    return system.create_admin()
+
+
+@pytest.fixture
+def admin_headers(http, admin):
+    return admin_login(http, admin)
 
 
 def reminder_mails(mails, reminder_ids):
@@ -69,8 +78,9 @@ def wait_for_every_reminder_mail(reader, reminder_ids, timeout):
         wait_until(all_arrived, timeout, "an email for every reminder", interval=0.5)
     except AssertionError:
         got = reminder_mails(reader.mails, reminder_ids)
+        missing = sorted(set(reminder_ids) - set(got))[:10]
         raise AssertionError(f"{len(got)} of {len(reminder_ids)} reminders mailed within "
-                             f"{timeout}s; missing: {sorted(set(reminder_ids) - set(got))[:10]}")
+                             f"{timeout}s; missing: {missing}") from None
 
 
 def wait_all_sent(http, people, reminder_ids, timeout):
@@ -198,7 +208,8 @@ def sigkill(launcher, names):
     for child in victims:
         child.process.wait(timeout=10)
         assert child.process.returncode == -signal.SIGKILL
-        wait_until(lambda: not live_group_members(child.process.pid), 10,
+        pgid = child.process.pid
+        wait_until(lambda pgid=pgid: not live_group_members(pgid), 10,
                    f"every process of {child.name} is gone")
     return victims
 
