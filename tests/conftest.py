@@ -10,8 +10,10 @@ eventlet.monkey_patch()  # noqa: E402  (must precede every other import)
 
 import os  # noqa: E402
 import uuid  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
 
 import pytest  # noqa: E402
+from nameko.standalone.rpc import ServiceRpcProxy  # noqa: E402
 
 from bus.mongo import connect  # noqa: E402
 from tests.support.secantus import SecantusProcess  # noqa: E402
@@ -64,4 +66,34 @@ def new_database(mongo_uri):
     yield open_database
     for client, database in opened:
         client.drop_database(database.name)
+        client.close()
+
+
+@pytest.fixture
+def service_proxy(container_factory, service_config):
+    """``service_proxy(UsersService)``: that service started in its own container, and
+    an RPC proxy to it (``config`` defaults to ``service_config``), closed after the test."""
+    with ExitStack() as stack:
+        def start(service_class, config=None, timeout=20):
+            config = service_config if config is None else config
+            container_factory(service_class, config).start()
+            return stack.enter_context(ServiceRpcProxy(service_class.name, config,
+                                                       timeout=timeout))
+
+        yield start
+
+
+@pytest.fixture
+def service_database(service_config):
+    """``service_database("users")``: the database that service uses under
+    ``service_config`` (same MONGO_DATABASE_PREFIX), its client closed after the test."""
+    opened = []
+
+    def open_database(service, config=None):
+        client, database = connect(service_config if config is None else config, service)
+        opened.append(client)
+        return database
+
+    yield open_database
+    for client in opened:
         client.close()

@@ -7,11 +7,9 @@ import time
 
 import pytest
 from kombu import Connection, Queue
-from nameko.standalone.rpc import ServiceRpcProxy
 
 from bus.errors import NotFound, ValidationError
 from bus.messages import new_message
-from bus.mongo import connect
 from services.events.service import EventsService
 
 pytestmark = pytest.mark.integration
@@ -21,17 +19,13 @@ FIELDS = {"title": "Jazz night", "topics": ["music"], "starts_at": "2030-12-05T2
 
 
 @pytest.fixture
-def events(container_factory, service_config):
-    container_factory(EventsService, service_config).start()
-    with ServiceRpcProxy("events", service_config, timeout=20) as proxy:
-        yield proxy
+def events(service_proxy):
+    return service_proxy(EventsService)
 
 
 @pytest.fixture
-def stored(service_config):
-    client, db = connect(service_config, "events")
-    yield db.events
-    client.close()
+def stored(service_database):
+    return service_database("events").events
 
 
 def published(config, event_type, count=1, timeout=10):

@@ -19,16 +19,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def inbox():
-    server = Inbox().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def config(service_config, inbox):
-    return {**service_config, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": inbox.port,
-            "MAILER_LEASE_SECONDS": 5}
+def config(smtp_config):
+    return smtp_config
 
 
 @pytest.fixture

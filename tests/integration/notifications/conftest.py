@@ -4,20 +4,12 @@ from nameko.standalone.rpc import ServiceRpcProxy
 from services.mailer.service import MailerService
 from services.notifications.service import NotificationsService
 
-from .support import Inbox, database, publish_event, wait_until
+from .support import publish_event, wait_until
 
 
 @pytest.fixture
-def inbox():
-    server = Inbox().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def config(service_config, inbox):
-    return {**service_config, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": inbox.port,
-            "MAILER_LEASE_SECONDS": 5}
+def config(smtp_config):
+    return smtp_config
 
 
 @pytest.fixture
@@ -35,10 +27,8 @@ def notifications(system, config):
 
 
 @pytest.fixture
-def notifications_db(config):
-    client, db = database(config, "notifications")
-    yield db
-    client.close()
+def notifications_db(service_database, config):
+    return service_database("notifications", config)
 
 
 @pytest.fixture

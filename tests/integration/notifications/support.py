@@ -11,7 +11,6 @@ from aiosmtpd.controller import Controller
 from nameko.standalone.events import event_dispatcher
 
 from bus.messages import iso, new_message, utc_now
-from bus.mongo import connect
 from tests.support.secantus import free_port
 
 
@@ -98,7 +97,3 @@ def wait_until(check, timeout=10, interval=0.05):
             return result
         time.sleep(interval)
     raise AssertionError(f"not true after {timeout}s: {check}")
-
-
-def database(config, service):
-    return connect(config, service)

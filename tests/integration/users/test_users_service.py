@@ -9,11 +9,9 @@ import time
 import jwt
 import pytest
 from kombu import Connection, Queue
-from nameko.standalone.rpc import ServiceRpcProxy
 
 from bus.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationError
 from bus.messages import queue_name
-from bus.mongo import connect
 from services.users import handlers
 from services.users.service import UsersService
 
@@ -23,17 +21,13 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def users(container_factory, service_config):
-    container_factory(UsersService, service_config).start()
-    with ServiceRpcProxy("users", service_config, timeout=20) as proxy:
-        yield proxy
+def users(service_proxy):
+    return service_proxy(UsersService)
 
 
 @pytest.fixture
-def database(service_config):
-    client, db = connect(service_config, "users")
-    yield db
-    client.close()
+def database(service_database):
+    return service_database("users")
 
 
 @pytest.fixture
