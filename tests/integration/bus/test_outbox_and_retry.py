@@ -11,6 +11,7 @@ from bus.messages import new_message, queue_name
 from bus.mongo import Mongo
 from bus.outbox import PENDING, Outbox, outgoing
 from bus.reliable import parked_counts, replay_parked, subscribe
+from tests.support.waiting import wait_for
 
 received = []
 failures_left = {"count": 0}
@@ -40,15 +41,6 @@ class Consumer:
             failures_left["count"] -= 1
             raise RuntimeError("projection failed")
         received.append(message)
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def setup_function():

@@ -1,21 +1,11 @@
 """ConsulRegistration inside a real service container on RabbitMQ (fake Consul agent)."""
 import pytest
-from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
 
-from bus.consul import ConsulRegistration
-from tests.unit.ops.test_consul import FakeConsul, wait_until
+from tests.support.consul import FakeConsul, Users
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-class Users:
-    name = "users"
-    consul = ConsulRegistration(ttl_seconds=0.3)
-
-    @rpc
-    def health(self):
-        return "ok"
 
 
 def test_service_registers_while_it_runs(rabbit_config, container_factory):
@@ -27,7 +17,7 @@ def test_service_registers_while_it_runs(rabbit_config, container_factory):
             assert users.health() == "ok"
         assert [s["name"] for s in fake.services.values()] == ["users"]
         check_id = next(iter(fake.checks))
-        assert wait_until(lambda: fake.checks[check_id]["passes"] >= 2)
+        assert wait_for(lambda: fake.checks[check_id]["passes"] >= 2, timeout=5)
         container.stop()
         assert fake.services == {} and fake.checks == {}
     finally:

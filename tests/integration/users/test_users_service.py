@@ -14,6 +14,7 @@ from bus.errors import Conflict, NotFound, RateLimited, Unauthorized, Validation
 from bus.messages import queue_name
 from services.users import handlers
 from services.users.service import UsersService
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +51,6 @@ def published(config, event_type, consumer, count=1, timeout=10):
     return messages
 
 
-def wait_for(predicate, timeout=5):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_health(users):
     assert users.health() == "ok"
 
@@ -86,7 +78,8 @@ def test_a_change_whose_publisher_died_is_published_by_the_sweeper(users, servic
     [deleted] = published(service_config, "user_deleted", "notifications", timeout=15)
     assert deleted["data"] == {"user_id": user_id}
     # the sweeper pulls the message off right after RabbitMQ confirms it
-    assert wait_for(lambda: database.users.find_one({"_id": user_id})["pending_events"] == [])
+    assert wait_for(lambda: database.users.find_one({"_id": user_id})["pending_events"] == [],
+                    timeout=5)
 
 
 def test_domain_errors_arrive_as_typed_errors(users):
