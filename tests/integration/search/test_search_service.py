@@ -3,7 +3,6 @@
 Writes go through `events` RPC; the tests then poll `search` (never a fixed sleep)
 until the projection shows them, as a client of the API would.
 """
-import math
 import time
 
 import eventlet
@@ -17,16 +16,11 @@ from bus.reliable import parked_counts, replay_parked
 from services.events.service import EventsService
 from services.search import projection
 from services.search.service import SearchService
+from tests.support.search import PARIS, north_of, query
 
 pytestmark = pytest.mark.integration
 
-PARIS = {"lat": 48.8566, "lng": 2.3522}
 BERLIN = {"lat": 52.52, "lng": 13.405}
-EARTH_RADIUS_M = 6378100
-
-
-def north_of(point, km):
-    return {"lat": point["lat"] + math.degrees(km * 1000 / EARTH_RADIUS_M), "lng": point["lng"]}
 
 
 def fields(title, starts_at="2030-05-01T19:00:00Z", topics=("music",), near=PARIS, km=1.0,
@@ -34,14 +28,6 @@ def fields(title, starts_at="2030-05-01T19:00:00Z", topics=("music",), near=PARI
     place = {"name": f"{title} hall", "address": None, **north_of(near, km)}
     return {"title": title, "topics": list(topics), "starts_at": starts_at, "place": place,
             **more}
-
-
-def query(**params):
-    base = {"topics": None, "words": None, "from": "2030-01-01T00:00:00Z", "to": None,
-            "near": None, "radius_km": 10, "status": "scheduled", "sort": "starts_at",
-            "limit": 20, "cursor": None}
-    base.update(params)
-    return base
 
 
 def eventually(check, timeout=5.0):

@@ -1,5 +1,4 @@
 """Search queries: parameter checks, cursors, and every parameter against a real database."""
-import math
 import uuid
 from datetime import timedelta
 
@@ -8,22 +7,7 @@ import pytest
 from bus.errors import NotFound, ValidationError
 from bus.messages import new_message
 from services.search import projection, queries, storage
-
-EARTH_RADIUS_M = 6378100  # what $geoNear uses
-PARIS = {"lat": 48.8566, "lng": 2.3522}
-
-
-def north_of(point, km):
-    """A point ``km`` due north of ``point`` on $geoNear's sphere."""
-    return {"lat": point["lat"] + math.degrees(km * 1000 / EARTH_RADIUS_M), "lng": point["lng"]}
-
-
-def query(**params):
-    base = {"topics": None, "words": None, "from": "2030-01-01T00:00:00Z", "to": None,
-            "near": None, "radius_km": 10, "status": "scheduled", "sort": "starts_at",
-            "limit": 20, "cursor": None}
-    base.update(params)
-    return base
+from tests.support.search import PARIS, north_of, query
 
 
 @pytest.fixture
