@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,6 +28,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import pytest
 import requests
 
+from tests.e2e.helpers import login
 from tools.system import PROJECT_ROOT, System, free_port
 
 # Extra settings for every service process, e.g. faster retries for tests.
@@ -159,15 +161,18 @@ def _vhost_uri(amqp_uri, vhost):
     return urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", "", ""))
 
 
-@pytest.fixture(scope="session")
-def system(request, tmp_path_factory, rabbit_manager):
+@contextmanager
+def running_system(request, rabbit_manager, var_dir, name, label, mongo_uri, instances=None):
+    """The whole system as `invoke run` starts it (a RunningSystem), on free loopback
+    ports, in ``var_dir`` and in a RabbitMQ vhost of its own ("eventpost_<name>_..."),
+    stopped and its vhost deleted on exit. ``label`` prefixes what it prints."""
     # A vhost of our own: service queues are durable and fixed-name, so two systems
     # on one broker (a developer's `invoke run`, a parallel test run) would
     # otherwise answer each other's RPC calls and eat each other's events.
     base_uri = os.environ.get("AMQP_URI") or request.config.getoption("RABBIT_AMQP_URI")
     base_uri = base_uri.replace("pyamqp://", "amqp://", 1)
     username = urlsplit(base_uri).username or "guest"
-    vhost = f"eventpost_e2e_{uuid.uuid4().hex[:10]}"
+    vhost = f"eventpost_{name}_{uuid.uuid4().hex[:10]}"
     rabbit_manager.create_vhost(vhost)
     rabbit_manager.set_vhost_permissions(vhost, username, ".*", ".*", ".*")
     amqp_uri = _vhost_uri(base_uri, vhost)
@@ -176,17 +181,15 @@ def system(request, tmp_path_factory, rabbit_manager):
         **E2E_ENV,
         "AMQP_URI": amqp_uri,
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
-        "JWT_SECRET": "e2e-" + uuid.uuid4().hex * 2,
-        # hermetic by default: the embedded servers, whatever the developer's shell says
-        "MONGO_URI": os.environ.get("TEST_MONGO_URI", ""),
+        "JWT_SECRET": f"{name}-" + uuid.uuid4().hex * 2,
+        "MONGO_URI": mongo_uri,
         "SMTP_HOST": "",
         "CONSUL_HTTP_ADDR": "",
     }
     launcher = System(
-        var_dir=tmp_path_factory.mktemp("eventpost-var"),
-        env=env, mongo_port=free_port(), smtp_port=free_port(),
-        instances=dict(E2E_INSTANCES),
-        echo=lambda message: print(f"[e2e system] {message}", file=sys.__stderr__, flush=True),
+        var_dir=var_dir, env=env, mongo_port=free_port(), smtp_port=free_port(),
+        instances=dict(instances or {}),
+        echo=lambda message: print(f"[{label}] {message}", file=sys.__stderr__, flush=True),
     )
     try:
         launcher.start()
@@ -196,7 +199,17 @@ def system(request, tmp_path_factory, rabbit_manager):
         try:
             rabbit_manager.delete_vhost(vhost)
         except Exception as exc:  # a leftover vhost is harmless; say so and go on
-            print(f"[e2e system] could not delete vhost {vhost}: {exc}", file=sys.__stderr__)
+            print(f"[{label}] could not delete vhost {vhost}: {exc}", file=sys.__stderr__)
+
+
+@pytest.fixture(scope="session")
+def system(request, tmp_path_factory, rabbit_manager):
+    # hermetic by default: the embedded servers, whatever the developer's shell says
+    with running_system(request, rabbit_manager, tmp_path_factory.mktemp("eventpost-var"),
+                        name="e2e", label="e2e system",
+                        mongo_uri=os.environ.get("TEST_MONGO_URI", ""),
+                        instances=E2E_INSTANCES) as running:
+        yield running
 
 
 class BaseUrlSession(requests.Session):
@@ -216,3 +229,16 @@ class BaseUrlSession(requests.Session):
 def http(system):
     with BaseUrlSession(system.base_url) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def admin(system):
+    """An admin account per test module: ``(user, password)`` of ``system.create_admin()``."""
+    return system.create_admin()
+
+
+@pytest.fixture
+def admin_headers(http, admin):
+    """Bearer headers of ``admin``."""
+    user, password = admin
+    return login(http, {"username": user["username"], "password": password})

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pymongo import MongoClient
 
 from tests.e2e.conftest import read_mail
+from tests.e2e.helpers import login, new_account
 
 SEND_KEY_HEADER = "X-EventPost-Send-Key"
 # API.md's notification, plus the added failure_reason.
@@ -71,18 +72,6 @@ def wait_until(check, timeout, what, interval=0.1):
 
 # --- accounts ----------------------------------------------------------------------
 
-def new_account():
-    name = f"u_{uuid.uuid4().hex[:12]}"
-    return {"username": name, "email": f"{name}@example.org", "password": "correct horse 1"}
-
-
-def login(http, account):
-    response = http.post("/auth/token", json={"username": account["username"],
-                                              "password": account["password"]})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 class Person:
     """A registered, logged-in user: ``account`` (what they typed), ``user`` (the
     resource), ``headers`` (their bearer token) and ``email`` (the primary)."""
@@ -105,24 +94,7 @@ class Person:
         return self.account["email"]
 
 
-def assert_error(response, status, code, fields=()):
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    for field in fields:
-        assert field in error["details"], error["details"]
-        assert isinstance(error["details"][field], list) and error["details"][field]
-
-
 # --- admin and events ----------------------------------------------------------------
-
-def admin_login(http, admin):
-    """Bearer headers of ``admin``, a ``system.create_admin()`` result."""
-    user, password = admin
-    return login(http, {"username": user["username"], "password": password})
-
 
 def create_event(http, admin_headers, **changes):
     body = {**EVENT, "title": f"Jazz night {uuid.uuid4().hex[:8]}", **changes}

@@ -4,10 +4,7 @@ import uuid
 
 import pytest
 
-
-def new_account(suffix=None):
-    name = f"u_{suffix or uuid.uuid4().hex[:12]}"
-    return {"username": name, "email": f"{name}@example.org", "password": "correct horse 1"}
+from tests.e2e.helpers import assert_error, login, new_account
 
 
 def register(http, account=None):
@@ -15,25 +12,6 @@ def register(http, account=None):
     response = http.post("/users", json=account)
     assert response.status_code == 201, response.text
     return account, response.json()
-
-
-def login(http, account):
-    response = http.post(
-        "/auth/token", json={"username": account["username"], "password": account["password"]}
-    )
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-def assert_error(response, status, code, fields=()):
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    for field in fields:
-        assert field in error["details"], error["details"]
-        assert isinstance(error["details"][field], list) and error["details"][field]
 
 
 # POST /users

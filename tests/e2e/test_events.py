@@ -26,21 +26,6 @@ def assert_error(response, status, code, fields=()):
         assert field in error["details"], error["details"]
 
 
-@pytest.fixture(scope="module")
-def admin(system):
-    user, password = system.create_admin()
-    return user, password
-
-
-@pytest.fixture
-def admin_headers(http, admin):
-    user, password = admin
-    response = http.post("/auth/token", json={"username": user["username"],
-                                              "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 @pytest.fixture
 def user_headers(http):
     name = f"u_{uuid.uuid4().hex[:12]}"

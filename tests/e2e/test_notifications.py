@@ -7,13 +7,12 @@ from datetime import timedelta
 
 import pytest
 
+from tests.e2e.helpers import assert_error
 from tests.e2e.reminders_support import (
     EVENT_STARTS_UTC,
     NOTIFICATION_FIELDS,
     Person,
-    admin_login,
     arrival,
-    assert_error,
     create_event,
     create_reminder,
     get_reminder,
@@ -34,16 +33,6 @@ from tests.e2e.reminders_support import (
 # allowed for a shared 2-core machine being busy, and reported in the failure.
 DELIVERY_LIMIT = 2.0
 MACHINE_NOISE = 1.0
-
-
-@pytest.fixture(scope="module")
-def admin(system):
-    return system.create_admin()
-
-
-@pytest.fixture
-def admin_headers(http, admin):
-    return admin_login(http, admin)
 
 
 @pytest.fixture

@@ -15,25 +15,21 @@ received them.
 import os
 import signal
 import statistics
-import sys
 import time
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import E2E_ENV, BaseUrlSession, RunningSystem, _vhost_uri
+from tests.e2e.conftest import BaseUrlSession, running_system
+from tests.e2e.helpers import login
 from tests.e2e.reminders_support import (
     MailReader,
     Person,
-    admin_login,
     arrival,
     create_event,
     create_reminder,
     list_all,
-    login,
     notifications_collection,
     send_key,
     stamp,
@@ -41,22 +37,12 @@ from tests.e2e.reminders_support import (
     wait_until,
     whole_seconds_from_now,
 )
-from tools.system import Child, System, free_port, live_group_members
+from tools.system import Child, live_group_members
 
 BURST = 200
 USERS = 4
 # The pipeline does ~9 reminders/s on a 2-core machine: 200 take ~25 s; allow far more.
 BURST_DELIVERY_SECONDS = 180
-
-
-@pytest.fixture(scope="module")
-def admin(system):
-    return system.create_admin()
-
-
-@pytest.fixture
-def admin_headers(http, admin):
-    return admin_login(http, admin)
 
 
 def reminder_mails(mails, reminder_ids):
@@ -166,36 +152,10 @@ def test_200_reminders_due_in_the_same_second_make_exactly_200_emails(http, syst
 def private_system(request, tmp_path, rabbit_manager):
     """The whole system as `invoke run` starts it, like conftest's ``system`` but our
     own, so its service processes can be killed."""
-    base_uri = os.environ.get("AMQP_URI") or request.config.getoption("RABBIT_AMQP_URI")
-    base_uri = base_uri.replace("pyamqp://", "amqp://", 1)
-    username = urlsplit(base_uri).username or "guest"
-    vhost = f"eventpost_e2e_kill_{uuid.uuid4().hex[:10]}"
-    rabbit_manager.create_vhost(vhost)
-    rabbit_manager.set_vhost_permissions(vhost, username, ".*", ".*", ".*")
-    amqp_uri = _vhost_uri(base_uri, vhost)
-    env = {
-        **E2E_ENV,
-        "AMQP_URI": amqp_uri,
-        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
-        "JWT_SECRET": "e2e-kill-" + uuid.uuid4().hex * 2,
-        "MONGO_URI": "",  # the embedded server, in tmp_path
-        "SMTP_HOST": "",
-        "CONSUL_HTTP_ADDR": "",
-    }
-    launcher = System(
-        var_dir=tmp_path / "var", env=env, mongo_port=free_port(), smtp_port=free_port(),
-        echo=lambda message: print(f"[private system] {message}", file=sys.__stderr__,
-                                   flush=True),
-    )
-    try:
-        launcher.start()
-        yield RunningSystem(launcher, amqp_uri)
-    finally:
-        launcher.stop()
-        try:
-            rabbit_manager.delete_vhost(vhost)
-        except Exception as exc:
-            print(f"[private system] could not delete vhost {vhost}: {exc}", file=sys.__stderr__)
+    # MONGO_URI "": the embedded server, in tmp_path
+    with running_system(request, rabbit_manager, tmp_path / "var", name="e2e_kill",
+                        label="private system", mongo_uri="") as running:
+        yield running
 
 
 def sigkill(launcher, names):
