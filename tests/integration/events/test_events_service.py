@@ -6,11 +6,11 @@ at start-up, so a test sees exactly what the search projection would receive.
 import time
 
 import pytest
-from kombu import Connection, Queue
 
 from bus.errors import NotFound, ValidationError
 from bus.messages import new_message
 from services.events.service import EventsService
+from tests.support.queues import take
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +30,7 @@ def stored(service_database):
 
 def published(config, event_type, count=1, timeout=10):
     """The next ``count`` messages of ``events.<event_type>`` in search's queue."""
-    messages = []
-    with Connection(config["AMQP_URI"]) as connection:
-        queue = Queue(f"evt-events-{event_type}--search")(connection.channel())
-        deadline = time.monotonic() + timeout
-        while len(messages) < count and time.monotonic() < deadline:
-            message = queue.get(no_ack=True)
-            if message is None:
-                time.sleep(0.05)
-            else:
-                messages.append(message.payload)
-    return messages
+    return take(config, f"evt-events-{event_type}--search", count, timeout)
 
 
 def test_health(events):

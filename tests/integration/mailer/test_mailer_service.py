@@ -4,7 +4,6 @@ import time
 import uuid
 
 import pytest
-from kombu import Connection, Queue
 
 from bus.messages import queue_name
 from services.mailer.service import MailerService
@@ -14,6 +13,7 @@ from tests.integration.notifications.support import (
     publish,
     user_resource,
 )
+from tests.support.queues import take
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +32,8 @@ def mailer(container_factory, config):
 
 def outcomes(config, event_type, count=1, timeout=15):
     """The next ``count`` outcome messages, from the notifications service's queue."""
-    found = []
-    with Connection(config["AMQP_URI"]) as connection:
-        queue = Queue(queue_name("mailer", event_type, "notifications"))(connection.channel())
-        deadline = time.monotonic() + timeout
-        while len(found) < count and time.monotonic() < deadline:
-            message = queue.get(no_ack=True)
-            if message is None:
-                time.sleep(0.05)
-            else:
-                found.append(message.payload["data"])
-    return found
+    messages = take(config, queue_name("mailer", event_type, "notifications"), count, timeout)
+    return [message["data"] for message in messages]
 
 
 def reminder_due(config, send_key=None, email="ann@example.com"):

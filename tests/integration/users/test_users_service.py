@@ -8,12 +8,12 @@ import time
 
 import jwt
 import pytest
-from kombu import Connection, Queue
 
 from bus.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationError
 from bus.messages import queue_name
 from services.users import handlers
 from services.users.service import UsersService
+from tests.support.queues import take
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -38,17 +38,7 @@ def stored(database):
 
 def published(config, event_type, consumer, count=1, timeout=10):
     """The next ``count`` messages in ``consumer``'s queue for ``users.<event_type>``."""
-    messages = []
-    with Connection(config["AMQP_URI"]) as connection:
-        queue = Queue(queue_name("users", event_type, consumer))(connection.channel())
-        deadline = time.monotonic() + timeout
-        while len(messages) < count and time.monotonic() < deadline:
-            message = queue.get(no_ack=True)
-            if message is None:
-                time.sleep(0.05)
-            else:
-                messages.append(message.payload)
-    return messages
+    return take(config, queue_name("users", event_type, consumer), count, timeout)
 
 
 def test_health(users):
