@@ -11,11 +11,18 @@ Matching rules:
   6378.1 km) at most `radius_km`, edge included; `distance_km` rounded to metres.
 - paging is keyset: the cursor carries the last item's sort key, (starts_at, id)
   or (distance, id), so items added meanwhile never shift a page (no skip, no repeat).
-- without `near`, the time range is read in consecutive windows (6 h, then 4 times
-  wider each time) until the page is full: SecantusDB reads every index entry in
-  a range before applying the limit, so a narrow first window keeps the common
-  "what's on soon" search from reading every upcoming event. On MongoDB it costs
-  nothing: a window that holds the page is the only one read.
+- sorted by start time (with or without `near`), the time range is read in
+  consecutive windows (6 h, then 4 times wider each time) until the page is full:
+  SecantusDB reads every index entry in a range before applying the limit, so a
+  narrow first window keeps the common "what's on soon" search from reading every
+  upcoming event. On MongoDB it costs nothing: a window that holds the page is the
+  only one read.
+- `near` sorted by start time adds a latitude/longitude box around the circle
+  (on the event's `place`, plain numbers, unlike the GeoJSON array) to the window
+  queries, then keeps the events whose haversine distance, computed here exactly
+  as `$geoNear` computes it, is within the radius. `$geoNear` would read every
+  event within the radius (a whole city) before it could sort by time.
+  `sort=distance` uses `$geoNear`, which reads in distance order.
 
 Errors name the HTTP parameter (`topic`, `q`, `from`, ...) so the gateway can pass
 them straight through as a 422.
@@ -23,6 +30,7 @@ them straight through as a 422.
 import base64
 import binascii
 import json
+import math
 from datetime import datetime, timedelta
 
 from bus.errors import NotFound, ValidationError
@@ -38,6 +46,9 @@ DEFAULT_RADIUS_KM = 10
 MAX_LIMIT = 100
 FIRST_WINDOW = timedelta(hours=6)
 SMALLEST_STEP = timedelta(milliseconds=1)  # stored times have millisecond precision
+EARTH_RADIUS_M = 6378100.0  # $geoNear's sphere (MongoDB and SecantusDB)
+BOX_MARGIN = 1e-6  # relative widening of the box, so float rounding never drops an edge
+BOX_FULL_LNG = 80.0  # a box reaching this far from the equator gets no longitude bounds
 
 
 def search(db, query):
@@ -45,44 +56,146 @@ def search(db, query):
     state = storage.pointer(db)
     collection = db[state["live"]]
     fetch = query["limit"] + 1  # one more tells whether there is a next page
+    latest_start = state.get("latest_starts_at")
     if query["near"] is None:
-        documents = find_in_windows(collection, query, fetch, state.get("latest_starts_at"))
+        documents = find_in_windows(collection, query, fetch, latest_start)
+    elif query["sort"] == "starts_at":
+        documents = find_near_in_windows(collection, query, fetch, latest_start)
     else:
         documents = list(collection.aggregate(geo_pipeline(query, fetch)))
     return page(documents, query)
 
 
-def find_in_windows(collection, query, fetch, latest_start):
+def find_in_windows(collection, query, fetch, latest_start, extra=None, keep=None):
     """Up to ``fetch`` matches in (starts_at, id) order, reading consecutive time windows.
 
     The windows partition the range in order and each is read in order, so their
     concatenation is what one query over the whole range gives. The keyset is two
-    plain queries: the rest of the last item's start time, then later times."""
-    conditions = build_filter(query, keyset=False)
+    plain queries: the rest of the last item's start time, then later times.
+    ``extra`` conditions are added to every query; ``keep(document)``, if given,
+    drops documents after reading (a window then reads on past a full batch)."""
+    conditions = {**build_filter(query, keyset=False), **(extra or {})}
     start, end = query["from"], query["to"]
     if end is None:
         if latest_start is None:  # nothing projected yet
             return []
         end = latest_start + SMALLEST_STEP
     documents = []
-    if query["after"] is not None:
-        key, last_id = query["after"]
+    after = query["after"]
+    if after is not None:
+        key, last_id = after
         if start <= key < end:
-            documents += _find(collection, {**conditions, "starts_at": key,
-                                            "_id": {"$gt": last_id}}, fetch)
+            documents += _find_after(collection, conditions, after, fetch, keep)
         start = max(start, key + SMALLEST_STEP)
     width = FIRST_WINDOW
     while start < end and len(documents) < fetch:
         stop = min(start + width, end)
-        documents += _find(collection, {**conditions, "starts_at": {"$gte": start, "$lt": stop}},
-                           fetch - len(documents))
+        documents += _find_range(collection, conditions, start, stop, fetch - len(documents),
+                                 keep)
         start, width = stop, width * 4
     return documents
 
 
+def _find_after(collection, conditions, after, want, keep):
+    """Up to ``want`` kept documents starting at ``after``'s instant, after its id."""
+    key, last_id = after
+    found = []
+    while len(found) < want:
+        limit = _batch(want - len(found), keep)
+        batch = _find(collection, {**conditions, "starts_at": key, "_id": {"$gt": last_id}},
+                      limit)
+        found += _kept(batch, keep)
+        if len(batch) < limit:
+            break
+        last_id = batch[-1]["_id"]
+    return found[:want]
+
+
+def _find_range(collection, conditions, start, stop, want, keep):
+    """Up to ``want`` kept documents with ``start <= starts_at < stop``, in order. Without
+    ``keep`` that is one query; with it, a full batch whose documents were not all kept
+    is followed by the rest of its last instant, then by the rest of the range."""
+    found = []
+    while len(found) < want and start < stop:
+        limit = _batch(want - len(found), keep)
+        batch = _find(collection, {**conditions, "starts_at": {"$gte": start, "$lt": stop}},
+                      limit)
+        found += _kept(batch, keep)
+        if len(batch) < limit or len(found) >= want:
+            break
+        last = batch[-1]
+        found += _find_after(collection, conditions, (last["starts_at"], last["_id"]),
+                             want - len(found), keep)
+        start = last["starts_at"] + SMALLEST_STEP
+    return found[:want]
+
+
+def _batch(want, keep):
+    # With a filter after reading, ask for a little more than needed: on SecantusDB each
+    # further query of a window reads that window's index entries again.
+    return want if keep is None else want * 2 + 8
+
+
+def _kept(documents, keep):
+    return documents if keep is None else [d for d in documents if keep(d)]
+
+
 def _find(collection, conditions, limit):
-    return list(collection.find(conditions, {"event": 1, "starts_at": 1})
+    return list(collection.find(conditions, {"event": 1, "starts_at": 1, "location": 1})
                 .sort(storage.BY_START).limit(limit))
+
+
+def find_near_in_windows(collection, query, fetch, latest_start):
+    """`near` sorted by start time: the time windows, narrowed by a box around the
+    circle, then the exact distance of each event (set as `distance`, in metres)."""
+    centre, max_distance = query["near"], query["radius_km"] * 1000
+
+    def keep(document):
+        coordinates = (document.get("location") or {}).get("coordinates")
+        if not coordinates:
+            return False
+        distance = haversine_m(coordinates[0], coordinates[1], centre["lng"], centre["lat"])
+        if distance > max_distance:  # the edge is included, as with $geoNear
+            return False
+        document["distance"] = distance
+        return True
+
+    return find_in_windows(collection, query, fetch, latest_start,
+                           extra=bounding_box(centre, query["radius_km"]), keep=keep)
+
+
+def haversine_m(lng_a, lat_a, lng_b, lat_b):
+    """Great-circle distance in metres on $geoNear's sphere, computed the way
+    SecantusDB's $geoNear computes it (same formula and operation order), so that
+    both paths give the same `distance_km` and agree on the radius edge."""
+    phi_a, phi_b = math.radians(lat_a), math.radians(lat_b)
+    d_phi = phi_b - phi_a
+    d_lambda = math.radians(lng_b - lng_a)
+    h = (math.sin(d_phi / 2.0) ** 2
+         + math.cos(phi_a) * math.cos(phi_b) * math.sin(d_lambda / 2.0) ** 2)
+    h = min(max(h, 0.0), 1.0)
+    return 2.0 * math.asin(math.sqrt(h)) * EARTH_RADIUS_M
+
+
+def bounding_box(centre, radius_km):
+    """Conditions on `event.place.lat`/`lng` that every point within ``radius_km`` of
+    ``centre`` meets (a superset: the exact distance is checked afterwards).
+
+    Latitudes within the circle's angular radius; longitudes within the widest
+    longitude offset of a spherical cap, asin(sin r / cos lat). The longitude bounds are
+    left out when the box would cross the antimeridian or come near a pole (where
+    the offset grows to all longitudes): the latitude bounds and the exact distance
+    still hold there."""
+    angle = radius_km * 1000 / EARTH_RADIUS_M * (1 + BOX_MARGIN)  # radians
+    lat, lng = centre["lat"], centre["lng"]
+    reach = math.degrees(angle)
+    conditions = {"event.place.lat": {"$gte": lat - reach, "$lte": lat + reach}}
+    if abs(lat) + reach < BOX_FULL_LNG:
+        spread = math.degrees(math.asin(math.sin(angle) / math.cos(math.radians(lat))))
+        spread = spread * (1 + BOX_MARGIN)
+        if -180 <= lng - spread and lng + spread <= 180:
+            conditions["event.place.lng"] = {"$gte": lng - spread, "$lte": lng + spread}
+    return conditions
 
 
 def get(db, event_id):
@@ -149,7 +262,9 @@ def build_filter(query, keyset=True):
 
 
 def geo_pipeline(query, fetch):
-    """$geoNear first (it must be), then keyset, order and page size."""
+    """$geoNear first (it must be), then keyset, order and page size. Used for
+    `sort=distance`; it also answers `sort=starts_at` (the same results as
+    find_near_in_windows, reading every event within the radius)."""
     stages = [{"$geoNear": {
         "near": {"type": "Point", "coordinates": [query["near"]["lng"], query["near"]["lat"]]},
         "distanceField": "distance",

@@ -1,4 +1,6 @@
 """Search queries: parameter checks, cursors, and every parameter against a real database."""
+import math
+import random
 import uuid
 from datetime import timedelta
 
@@ -238,3 +240,155 @@ def test_filter_uses_indexed_fields():
     two = queries.build_filter(queries.parse(query(topics=["music", "art"], words=["jazz"])))
     assert two["topics"] == {"$in": ["music", "art"]} and two["words"] == "jazz"
     assert two["status"] == "scheduled"
+
+
+# `near` sorted by start time: time windows + a box + the exact distance in Python.
+
+def towards(point, km, bearing):
+    """The point ``km`` from ``point`` at ``bearing`` degrees, on $geoNear's sphere."""
+    angle, theta = km * 1000 / queries.EARTH_RADIUS_M, math.radians(bearing)
+    phi, lam = math.radians(point["lat"]), math.radians(point["lng"])
+    phi2 = math.asin(math.sin(phi) * math.cos(angle)
+                     + math.cos(phi) * math.sin(angle) * math.cos(theta))
+    lam2 = lam + math.atan2(math.sin(theta) * math.sin(angle) * math.cos(phi),
+                            math.cos(angle) - math.sin(phi) * math.sin(phi2))
+    lng = (math.degrees(lam2) + 180) % 360 - 180
+    return {"lat": math.degrees(phi2), "lng": lng}
+
+
+def place(point):
+    return {"name": "Somewhere", "address": None, **point}
+
+
+def via_geo_near(db, params):
+    """What the $geoNear pipeline answers for the same query (the path sort=starts_at
+    used before it read time windows)."""
+    parsed = queries.parse(query(**params))
+    collection = storage.live(db)
+    documents = list(collection.aggregate(queries.geo_pipeline(parsed, parsed["limit"] + 1)))
+    return queries.page(documents, parsed)
+
+
+def test_near_by_start_reads_time_windows_not_geo_near(db, add, monkeypatch):
+    add("Jazz", km=1)
+    monkeypatch.setattr(queries, "geo_pipeline", None)  # would fail if called
+    assert titles(queries.search(db, query(near=PARIS))) == ["Jazz"]
+
+
+def test_near_by_start_includes_the_exact_radius_edge_and_not_beyond(db, add):
+    edge = add("Edge", place=place(towards(PARIS, 7, 60)), starts_at="2030-05-01T10:00:00Z")
+    coordinates = edge["place"]["lng"], edge["place"]["lat"]
+    distance = queries.haversine_m(*coordinates, PARIS["lng"], PARIS["lat"])
+    radius_km = distance / 1000
+    while radius_km * 1000 < distance:  # a radius whose metres are exactly the distance
+        radius_km = math.nextafter(radius_km, math.inf)
+    while radius_km * 1000 > distance:
+        radius_km = math.nextafter(radius_km, 0)
+    assert radius_km * 1000 == distance
+    below = math.nextafter(radius_km, 0)
+    assert below * 1000 < distance
+    for params in ({"near": PARIS, "radius_km": radius_km},
+                   {"near": PARIS, "radius_km": below}):
+        assert queries.search(db, query(**params)) == via_geo_near(db, params)
+    assert titles(queries.search(db, query(near=PARIS, radius_km=radius_km))) == ["Edge"]
+    assert titles(queries.search(db, query(near=PARIS, radius_km=below))) == []
+
+
+@pytest.mark.parametrize("centre, radius_km", [
+    (PARIS, 10), (PARIS, 0.05), ({"lat": 69.65, "lng": 18.96}, 500),  # Tromsø, wide
+    ({"lat": -33.87, "lng": 151.21}, 120), ({"lat": 0.0, "lng": 0.0}, 300),
+])
+def test_near_by_start_finds_every_bearing_just_inside_and_none_just_outside(db, add, centre,
+                                                                           radius_km):
+    """The box never cuts the circle: its widest longitudes are not due east or west."""
+    inside, outside = [], []
+    for bearing in range(0, 360, 15):
+        inside.append(add(f"in {bearing}", place=place(towards(centre, radius_km * 0.9999,
+                                                                bearing)))["id"])
+        outside.append(add(f"out {bearing}", place=place(towards(centre, radius_km * 1.0001,
+                                                                  bearing)))["id"])
+    params = {"near": centre, "radius_km": radius_km, "limit": 100}
+    result = queries.search(db, query(**params))
+    assert {item["id"] for item in result["items"]} == set(inside)
+    assert result == via_geo_near(db, params)
+
+
+@pytest.mark.parametrize("centre", [{"lat": -16.8, "lng": 179.95}, {"lat": 52.0, "lng": -179.9},
+                                    {"lat": 89.95, "lng": 30.0}, {"lat": -89.99, "lng": -120.0}])
+def test_near_by_start_across_the_antimeridian_and_the_poles(db, add, centre):
+    kept = [add(f"in {b}", place=place(towards(centre, 40, b)))["id"] for b in range(0, 360, 30)]
+    # across the antimeridian (179.95 -> -179.95) or across the pole (30 -> -30): 4..12 km
+    kept.append(add("Mirror", place=place({"lat": centre["lat"], "lng": -centre["lng"]}))["id"])
+    add("Far", place=place(towards(centre, 60, 90)))
+    add("Antipode", place=place({"lat": -centre["lat"], "lng": centre["lng"] % 360 - 180}))
+    params = {"near": centre, "radius_km": 50, "limit": 100}
+    result = queries.search(db, query(**params))
+    assert {item["id"] for item in result["items"]} == set(kept)
+    assert result == via_geo_near(db, params)
+
+
+def test_bounding_box_leaves_longitude_out_where_it_would_wrap_or_near_a_pole():
+    paris = queries.bounding_box(PARIS, 10)
+    assert set(paris) == {"event.place.lat", "event.place.lng"}
+    assert paris["event.place.lng"]["$lte"] - PARIS["lng"] > 10 / 111.32 / math.cos(
+        math.radians(PARIS["lat"]))  # a little wider than the flat estimate
+    assert set(queries.bounding_box({"lat": 10, "lng": 179.99}, 10)) == {"event.place.lat"}
+    assert set(queries.bounding_box({"lat": 10, "lng": -180}, 10)) == {"event.place.lat"}
+    assert set(queries.bounding_box({"lat": 88, "lng": 0}, 10)) == {"event.place.lat"}
+
+
+def test_near_by_start_gives_the_same_pages_and_distances_as_geo_near(db, add):
+    rng = random.Random(7)
+    for i in range(120):
+        point = towards(PARIS, rng.uniform(0, 16), rng.uniform(0, 360))
+        add(f"E{i}", place=place(point), topics=[rng.choice(["music", "tech"])],
+            starts_at=f"2030-05-{1 + rng.randrange(20):02d}T{rng.randrange(24):02d}:00:00Z")
+    for params in ({"near": PARIS, "radius_km": 10, "limit": 7},
+                   {"near": PARIS, "radius_km": 12.5, "topics": ["music"], "limit": 5,
+                    "from": "2030-05-03T00:00:00Z", "to": "2030-05-10T00:00:00Z"}):
+        cursor, pages = None, 0
+        while True:
+            params = {**params, "cursor": cursor}
+            result = queries.search(db, query(**params))
+            assert result == via_geo_near(db, params)  # items, distance_km and cursor
+            pages += 1
+            cursor = result["next_cursor"]
+            if cursor is None:
+                break
+        assert pages > 2
+
+
+def test_near_by_start_pages_through_many_dropped_events_without_skips_or_repeats(
+        db, add, monkeypatch):
+    """Events in the box but outside the circle (its corners) at the same start time as
+    the kept ones: reading on past a full batch, within an instant and a window."""
+    monkeypatch.setattr(queries, "FIRST_WINDOW", timedelta(hours=1))
+    rng = random.Random(11)
+    expected = []
+    for day in (1, 1, 1, 2, 9):
+        starts_at = f"2030-05-{day:02d}T10:00:00Z"
+        for _ in range(15):  # corners: within the box, beyond 10 km
+            add("corner", place=place(towards(PARIS, 13.5, rng.choice([45, 135, 225, 315]))),
+                starts_at=starts_at, topics=["music"])
+        for _ in range(3):
+            event = add("kept", place=place(towards(PARIS, rng.uniform(0, 9.9),
+                                                    rng.uniform(0, 360))),
+                        starts_at=starts_at, topics=["music"])
+            expected.append((event["starts_at"], event["id"]))
+    seen, cursor, pages = [], None, 0
+    while True:
+        result = queries.search(db, query(near=PARIS, topics=["music"], limit=2, cursor=cursor))
+        assert all(item["distance_km"] <= 10 for item in result["items"])
+        seen += [(item["starts_at"], item["id"]) for item in result["items"]]
+        if pages % 2 == 0:  # added meanwhile: one before the reading point, one after
+            add("late", km=1, starts_at="2030-06-01T10:00:00Z", topics=["music"])
+            add("early", km=1, starts_at="2030-04-01T10:00:00Z", topics=["music"])
+        pages += 1
+        cursor = result["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    assert seen[:len(expected)] == sorted(expected)
+    assert all(title == "late" for title in [
+        i["title"] for i in queries.search(db, query(near=PARIS, limit=100,
+                                                     **{"from": "2030-05-10T00:00:00Z"}))["items"]])
