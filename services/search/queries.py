@@ -83,7 +83,7 @@ def find_in_windows(collection, query, fetch, latest_start, extra=None, keep=Non
     documents = []
     after = query["after"]
     if after is not None:
-        key, last_id = after
+        key = after[0]
         if start <= key < end:
             documents += _find_after(collection, conditions, after, fetch, keep)
         start = max(start, key + SMALLEST_STEP)
