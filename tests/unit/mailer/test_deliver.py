@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import eventlet
 import pytest
 
-from services.mailer import service, smtp, storage
+from services.mailer import handlers, smtp, storage
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ class Server:
 
 
 def deliver(db, server, key="reminder:n1:1", max_attempts=3, lease_seconds=30, now=None):
-    return service.deliver(db, lambda *a: None, key, "reminder", "n1", f"mail for {key}",
+    return handlers.deliver(db, lambda *a: None, key, "reminder", "n1", f"mail for {key}",
                            server, max_attempts, lease_seconds,
                            **({"now": now} if now else {}))
 
