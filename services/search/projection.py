@@ -5,29 +5,14 @@ newer than the stored one, and a deletion is stored as a versioned tombstone so
 a late, older update cannot bring the event back.
 """
 import logging
-import re
-import unicodedata
 from datetime import datetime
 
+from bus.event_search import tokenise  # noqa: F401  (the read model's words)
 from services.search import storage
 
 log = logging.getLogger(__name__)
 
-WORD = re.compile(r"\w+")
 REBUILD_PAGE = 500
-
-
-def tokenise(*texts):
-    """Lower-case words without accents, so `Café` and `cafe` match.
-
-    Words are runs of letters and digits (`hip-hop` is `hip` and `hop`)."""
-    words = set()
-    for text in texts:
-        if not text:
-            continue
-        folded = unicodedata.normalize("NFKD", text.casefold())
-        words.update(WORD.findall("".join(c for c in folded if not unicodedata.combining(c))))
-    return sorted(words)
 
 
 def from_event(event):

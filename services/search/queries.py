@@ -27,26 +27,23 @@ Matching rules:
 Errors name the HTTP parameter (`topic`, `q`, `from`, ...) so the gateway can pass
 them straight through as a 422.
 """
-import base64
-import binascii
-import json
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from bus.errors import NotFound, ValidationError
-from bus.messages import iso, utc_now
+from bus.errors import NotFound
+from bus.event_search import (  # noqa: F401  (parse and the cursors are part of this API)
+    EARTH_RADIUS_M,
+    STATUSES,
+    decode_cursor,
+    encode_cursor,
+    haversine_m,
+    parse,
+)
+from bus.messages import iso
 from services.search import storage
-from services.search.projection import tokenise
 
-# Tombstones have no start time, so with the start-time range "all" needs no condition.
-STATUSES = {"scheduled": "scheduled", "cancelled": "cancelled", "all": None}
-SORTS = ("starts_at", "distance")
-MAX_RADIUS_KM = 500
-DEFAULT_RADIUS_KM = 10
-MAX_LIMIT = 100
 FIRST_WINDOW = timedelta(hours=6)
 SMALLEST_STEP = timedelta(milliseconds=1)  # stored times have millisecond precision
-EARTH_RADIUS_M = 6378100.0  # $geoNear's sphere (MongoDB and SecantusDB)
 BOX_MARGIN = 1e-6  # relative widening of the box, so float rounding never drops an edge
 BOX_FULL_LNG = 80.0  # a box reaching this far from the equator gets no longitude bounds
 
@@ -164,19 +161,6 @@ def find_near_in_windows(collection, query, fetch, latest_start):
                            extra=bounding_box(centre, query["radius_km"]), keep=keep)
 
 
-def haversine_m(lng_a, lat_a, lng_b, lat_b):
-    """Great-circle distance in metres on $geoNear's sphere, computed the way
-    SecantusDB's $geoNear computes it (same formula and operation order), so that
-    both paths give the same `distance_km` and agree on the radius edge."""
-    phi_a, phi_b = math.radians(lat_a), math.radians(lat_b)
-    d_phi = phi_b - phi_a
-    d_lambda = math.radians(lng_b - lng_a)
-    h = (math.sin(d_phi / 2.0) ** 2
-         + math.cos(phi_a) * math.cos(phi_b) * math.sin(d_lambda / 2.0) ** 2)
-    h = min(max(h, 0.0), 1.0)
-    return 2.0 * math.asin(math.sqrt(h)) * EARTH_RADIUS_M
-
-
 def bounding_box(centre, radius_km):
     """Conditions on `event.place.lat`/`lng` that every point within ``radius_km`` of
     ``centre`` meets (a superset: the exact distance is checked afterwards).
@@ -205,40 +189,6 @@ def get(db, event_id):
     if document is None:
         raise NotFound("No such event.")
     return document["event"]
-
-
-def parse(query):
-    """Validate and normalise a query (docs/contracts.md); ValidationError names the parameter."""
-    if not isinstance(query, dict):
-        raise ValidationError({"query": ["Expected an object."]})
-    errors = {}
-
-    def check(name, convert, value):
-        try:
-            return convert(value)
-        except (TypeError, ValueError) as error:
-            errors[name] = [str(error) or "Invalid value."]
-
-    parsed = {
-        "topics": check("topic", _topics, query.get("topics")),
-        "words": check("q", _words, query.get("words")),
-        "from": check("from", _time, query.get("from") or iso(utc_now())),
-        "to": check("to", _time, query.get("to")),
-        "near": check("near", _point, query.get("near")),
-        "radius_km": check("radius_km", _radius, query.get("radius_km", DEFAULT_RADIUS_KM)),
-        "status": check("status", _status, query.get("status") or "scheduled"),
-        "sort": check("sort", _sort, query.get("sort") or "starts_at"),
-        "limit": check("limit", _limit, query.get("limit", 20)),
-    }
-    if not errors:
-        if parsed["to"] is not None and parsed["to"] <= parsed["from"]:
-            errors["to"] = ["Must be after from."]
-        if parsed["sort"] == "distance" and parsed["near"] is None:
-            errors["sort"] = ["Sorting by distance needs near."]
-    if errors:
-        raise ValidationError(errors)
-    parsed["after"] = decode_cursor(query.get("cursor"), parsed["sort"])
-    return parsed
 
 
 def build_filter(query, keyset=True):
@@ -299,104 +249,8 @@ def page(documents, query):
     return {"items": items, "next_cursor": next_cursor}
 
 
-def encode_cursor(sort, key, event_id):
-    raw = json.dumps({"sort": sort, "key": key, "id": event_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor, sort):
-    """(key, id) of the last item of the previous page, or None for the first page."""
-    if cursor is None:
-        return None
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if raw["sort"] != sort or not isinstance(raw["id"], str):
-            raise ValueError
-        if sort == "distance":
-            key = raw["key"]
-            if isinstance(key, bool) or not isinstance(key, (int, float)):
-                raise ValueError
-        else:
-            key = _time(raw["key"])
-        return key, raw["id"]
-    except (TypeError, ValueError, KeyError, binascii.Error, UnicodeDecodeError):
-        raise ValidationError({"cursor": ["Not a cursor of this search; start again without "
-                                          "it."]}) from None
-
-
 def _after(field, after):
     key, event_id = after
     return {"$or": [{field: {"$gt": key}}, {field: key, "_id": {"$gt": event_id}}]}
 
 
-def _topics(value):
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise ValueError("Expected a list of topics.")
-    topics = [t.strip().lower() for t in value if t.strip()]
-    return list(dict.fromkeys(topics)) or None
-
-
-def _words(value):
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
-        raise ValueError("Expected a list of words.")
-    return tokenise(" ".join(value)) or None
-
-
-def _time(value):
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("Expected an RFC 3339 time.")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("Expected an RFC 3339 time, e.g. 2026-12-05T20:30:00+01:00.") from None
-    if moment.tzinfo is None:
-        raise ValueError("The time needs an offset, e.g. Z or +01:00.")
-    return moment
-
-
-def _point(value):
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValueError("Expected lat,lng.")
-    lat, lng = _number(value.get("lat")), _number(value.get("lng"))
-    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
-        raise ValueError("lat must be in -90..90 and lng in -180..180.")
-    return {"lat": lat, "lng": lng}
-
-
-def _radius(value):
-    radius = _number(DEFAULT_RADIUS_KM if value is None else value)
-    if not 0 < radius <= MAX_RADIUS_KM:
-        raise ValueError(f"Must be more than 0 and at most {MAX_RADIUS_KM}.")
-    return radius
-
-
-def _status(value):
-    if not isinstance(value, str) or value not in STATUSES:
-        raise ValueError(f"Must be one of {', '.join(STATUSES)}.")
-    return value
-
-
-def _sort(value):
-    if not isinstance(value, str) or value not in SORTS:
-        raise ValueError(f"Must be one of {', '.join(SORTS)}.")
-    return value
-
-
-def _limit(value):
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise ValueError(f"Must be an integer from 1 to {MAX_LIMIT}.")
-    return value
-
-
-def _number(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ValueError("Expected a number.")
-    return float(value)
