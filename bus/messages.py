@@ -20,7 +20,9 @@ from marshmallow import Schema, fields
 DATA_FIELDS = {
     ("users", "user_registered"): ["user"],
     ("users", "user_email_changed"): ["user", "old_email", "new_email"],
+    ("users", "user_email_added"): ["user", "email"],
     ("users", "user_email_removed"): ["user", "email"],
+    ("users", "user_role_changed"): ["user"],
     ("users", "user_deleted"): ["user_id"],
     ("events", "event_created"): ["event"],
     # `changed`: the names of the fields whose value changed in this version.
@@ -36,7 +38,9 @@ DATA_FIELDS = {
 SUBSCRIPTIONS = {
     ("users", "user_registered"): ["mailer"],
     ("users", "user_email_changed"): ["notifications"],
+    ("users", "user_email_added"): [],
     ("users", "user_email_removed"): ["notifications"],
+    ("users", "user_role_changed"): [],
     ("users", "user_deleted"): ["notifications"],
     ("events", "event_created"): ["search", "notifications"],
     ("events", "event_updated"): ["search", "notifications"],
@@ -45,6 +49,17 @@ SUBSCRIPTIONS = {
     ("notifications", "event_cancelled_notice"): ["mailer"],
     ("mailer", "email_sent"): ["notifications"],
     ("mailer", "email_failed"): ["notifications"],
+}
+
+
+# Read models held in memory by every process of a service (the gateway's, in
+# services/gateway/read_models.py): each process gets every message through an
+# exclusive queue of its own that lives as long as the process, so nothing piles up
+# for a process that is gone. What a process missed while not listening it catches
+# up by RPC. These are not in SUBSCRIPTIONS: publishers declare no durable queue for them.
+BROADCASTS = {
+    "gateway": [(source, event_type) for source, event_type in DATA_FIELDS
+                if source in ("users", "events")],
 }
 
 

@@ -9,6 +9,9 @@ from nameko.rpc import rpc
 from pymongo import MongoClient
 
 from bus.config import setting
+from bus.errors import ValidationError
+
+MAX_PAGE = 1000
 
 
 def connect(config, database_name):
@@ -42,6 +45,18 @@ class Mongo(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.database
+
+
+def page_by_id(collection, query, after_id=None, limit=500):
+    """Documents matching ``query`` in id order after ``after_id``: the pages a read
+    model is rebuilt or caught up from (search.rebuild, the gateway's snapshots)."""
+    if after_id is not None and not isinstance(after_id, str):
+        raise ValidationError({"after_id": ["Not a valid id."]})
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValidationError({"limit": [f"Must be an integer between 1 and {MAX_PAGE}."]})
+    if after_id is not None:
+        query = {**query, "_id": {"$gt": after_id}}
+    return list(collection.find(query, {"pending_events": 0}).sort("_id", 1).limit(limit))
 
 
 @rpc

@@ -12,6 +12,7 @@ from marshmallow import ValidationError as SchemaError
 
 from bus.errors import NotFound, ValidationError, validation_error
 from bus.messages import iso, new_message, utc_now
+from bus.mongo import page_by_id
 from services.events import storage
 from services.events.schemas import EventFields
 
@@ -82,11 +83,8 @@ def get(db, event_id):
 
 def all_events(db, after_id=None, limit=500):
     """A page of live events ordered by id, for rebuilding read models."""
-    if after_id is not None and not isinstance(after_id, str):
-        raise ValidationError({"after_id": ["Not a valid id."]})
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise ValidationError({"limit": ["Must be an integer between 1 and 1000."]})
-    return [to_resource(document) for document in storage.page_after(db, after_id, limit)]
+    page = page_by_id(db[storage.COLLECTION], storage.LIVE, after_id, limit)
+    return [to_resource(document) for document in page]
 
 
 def count(db):

@@ -4,7 +4,6 @@ Times are stored as UTC datetimes. A deleted event stays as a tombstone
 (`deleted: True`) so its outgoing `event_deleted` message lives in the same
 document until the outbox has published it.
 """
-from pymongo import ASCENDING
 
 from bus.outbox import outgoing
 
@@ -29,14 +28,6 @@ def replace_version(db, event_id, version, changes, message):
     update = {**changes, **outgoing(message)}
     result = db[COLLECTION].update_one({"_id": event_id, "version": version, **LIVE}, update)
     return result.modified_count == 1
-
-
-def page_after(db, after_id, limit):
-    query = dict(LIVE)
-    if after_id is not None:
-        query["_id"] = {"$gt": after_id}
-    documents = db[COLLECTION].find(query, {"pending_events": 0}).sort("_id", ASCENDING)
-    return list(documents.limit(limit))
 
 
 def count_live(db):

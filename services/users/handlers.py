@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from bus.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationError
 from bus.messages import new_message, utc_now
+from bus.mongo import page_by_id
 from bus.outbox import outgoing
 from services.users import schemas, storage, tokens
 
@@ -74,9 +75,12 @@ def create_admin(db, username, email, password):
         if user is not None:
             if user["role"] == "admin":
                 return schemas.dump_user(user)
-            # No event type for a role change: nobody downstream needs it.
+            after = dict(user, role="admin", version=user["version"] + 1)
+            message = new_message("users", "user_role_changed", user["_id"], after["version"],
+                                  user=schemas.dump_user(after))
             promoted = storage.update_live(
-                db, user["_id"], {"$set": {"role": "admin"}, "$inc": {"version": 1}}
+                db, user["_id"], {"$set": {"role": "admin"}, "$inc": {"version": 1},
+                                  **outgoing(message)}
             )
             if promoted is not None:
                 log.info("user %s promoted to admin", user["_id"])
@@ -186,7 +190,7 @@ def add_email(db, user_id, email):
                 {"email": [f"at most {MAX_SECONDARY_EMAILS} secondary emails per account"]}
             )
         after = dict(user, secondary_emails=[*user["secondary_emails"], email])
-        return after, None, None
+        return after, "user_email_added", {"email": email}
 
     return _change_emails(db, user_id, change)
 
@@ -206,11 +210,11 @@ def remove_email(db, user_id, email):
         ])
         return after, "user_email_removed", {"email": removed[0]}
 
-    _change_emails(db, user_id, change)
+    return _change_emails(db, user_id, change)
 
 
 def _change_emails(db, user_id, change):
-    """Apply ``change(user) -> (user after, event type or None, event data) | None``.
+    """Apply ``change(user) -> (user after, event type, event data) | None``.
 
     The write is conditional on the version that ``change`` saw, so events of one
     user carry strictly increasing versions in the order the changes happened; if
@@ -228,11 +232,9 @@ def _change_emails(db, user_id, change):
             "$set": {field: after[field] for field in ("email", "secondary_emails", "email_keys")},
             "$inc": {"version": 1},
         }
-        if event_type:
-            update.update(outgoing(new_message(
-                "users", event_type, user_id, after["version"],
-                user=schemas.dump_user(after), **data,
-            )))
+        update.update(outgoing(new_message(
+            "users", event_type, user_id, after["version"], user=schemas.dump_user(after), **data,
+        )))
         try:
             saved = storage.update_unchanged(db, user, update)
         except DuplicateKeyError:
@@ -240,6 +242,12 @@ def _change_emails(db, user_id, change):
         if saved:
             return schemas.dump_user(after)
     raise Conflict("The account is changing too often; try again.")
+
+
+def all_accounts(db, after_id=None, limit=500):
+    """A page of live accounts ordered by id, for read models (the gateway's)."""
+    page = page_by_id(db[storage.USERS], storage.LIVE, after_id, limit)
+    return [schemas.dump_user(user) for user in page]
 
 
 def delete(db, user_id):

@@ -43,6 +43,8 @@ class User(Schema):
     secondary_emails = fields.List(fields.String())
     role = fields.String()
     created_at = fields.Function(lambda user: iso(user["created_at"]))
+    # Counts the account's changes: read models keep the newest (services/gateway).
+    version = fields.Integer()
 
 
 class Registration(Schema):

@@ -45,12 +45,19 @@ class UsersService:
 
     @rpc
     def add_email(self, user_id, email):
-        return handlers.add_email(self.db, user_id, email)  # no event to publish
+        user = handlers.add_email(self.db, user_id, email)
+        self.outbox(storage.USERS, user_id)
+        return user
 
     @rpc
     def remove_email(self, user_id, email):
-        handlers.remove_email(self.db, user_id, email)
+        user = handlers.remove_email(self.db, user_id, email)
         self.outbox(storage.USERS, user_id)
+        return user
+
+    @rpc
+    def all_accounts(self, after_id=None, limit=500):
+        return handlers.all_accounts(self.db, after_id, limit)
 
     @rpc
     def delete(self, user_id):

@@ -108,7 +108,7 @@ def test_email_changes_and_deletion_reach_notifications(users, service_config, s
     user = users.register("ann", "ann@example.org", PASSWORD)
     users.add_email(user["id"], "ann@work.example.org")
     changed = users.change_email(user["id"], "ann@home.example.org")
-    assert users.remove_email(user["id"], "Ann@Work.example.org") is None
+    assert users.remove_email(user["id"], "Ann@Work.example.org")["secondary_emails"] == []
     assert users.delete(user["id"]) is None
 
     [email_changed] = published(service_config, "user_email_changed", "notifications")
@@ -139,5 +139,5 @@ def test_create_admin_creates_then_promotes(users, service_config):
 
     ann = users.register("ann", "ann@example.org", PASSWORD)
     promoted = users.create_admin("ann", "x@example.org", "whatever password")
-    assert promoted == {**ann, "role": "admin"}
+    assert promoted == {**ann, "role": "admin", "version": 2}
     assert users.get(ann["id"])["role"] == "admin"

@@ -29,7 +29,9 @@ def pending(db, user_id):
 
 def test_register_returns_the_user_and_stores_its_message(db):
     user = register(db, email="Ann@Example.org")
-    assert set(user) == {"id", "username", "email", "secondary_emails", "role", "created_at"}
+    assert set(user) == {"id", "username", "email", "secondary_emails", "role", "created_at",
+                         "version"}
+    assert user["version"] == 1
     assert user["username"] == "ann"
     assert user["email"] == "Ann@Example.org"  # stored as given
     assert user["secondary_emails"] == []
@@ -272,9 +274,9 @@ def test_an_account_has_at_most_ten_secondary_emails(db):
 def test_remove_email_removes_a_secondary_and_frees_it(db):
     ann = register(db)
     handlers.add_email(db, ann["id"], "Ann@Work.example.org")
-    assert handlers.remove_email(db, ann["id"], "ann@work.EXAMPLE.org") is None
+    removed = handlers.remove_email(db, ann["id"], "ann@work.EXAMPLE.org")
     user = handlers.get(db, ann["id"])
-    assert user["secondary_emails"] == []
+    assert user["secondary_emails"] == [] and removed == user
 
     removed = pending(db, ann["id"])[-1]
     assert removed["event_type"] == "user_email_removed"
@@ -355,10 +357,13 @@ def test_create_admin_creates_a_new_admin(db, config):
 def test_create_admin_promotes_an_existing_user_once(db, config):
     ann = register(db)
     promoted = handlers.create_admin(db, "ann", "other@example.org", "another password")
-    assert promoted == {**ann, "role": "admin"}  # email kept
+    assert promoted == {**ann, "role": "admin", "version": 2}  # email kept
     assert handlers.create_admin(db, "ann", "other@example.org", "another password") == promoted
     assert stored(db, ann["id"])["version"] == 2
-    assert len(pending(db, ann["id"])) == 1  # only the registration
+    # the registration, then the role change (read models hold the role)
+    assert [m["event_type"] for m in pending(db, ann["id"])] == [
+        "user_registered", "user_role_changed"]
+    assert pending(db, ann["id"])[1]["data"]["user"] == promoted
     claims = decode(config, handlers.authenticate(db, config, PASSWORD, username="ann"))
     assert claims["role"] == "admin"  # and the old password still works
 

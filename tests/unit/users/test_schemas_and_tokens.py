@@ -67,6 +67,7 @@ def test_the_user_resource_has_the_api_fields_and_nothing_else():
     assert schemas.dump_user(stored) == {
         "id": "abc", "username": "ann", "email": "Ann@Example.org",
         "secondary_emails": ["b@c.org"], "role": "user", "created_at": "2026-03-01T12:30:00Z",
+        "version": 3,
     }
 
 
