@@ -1,0 +1,5 @@
+import sys
+
+from loadtests.bench import main
+
+sys.exit(main())
