@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent
 CONFIG = ROOT / "config.yml"
 AMQP_DEFAULT = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT_PORT = 15672  # nameko's test fixtures talk to RabbitMQ's management API
-APT_PACKAGES = {"rabbitmq-server": "rabbitmq-server"}  # command -> Debian package
+APT_PACKAGES = {"rabbitmq-server": "rabbitmq-server", "wrk": "wrk"}  # command -> Debian package
 
 
 def say(message):
@@ -338,7 +338,8 @@ def replay_parked(c, queue=None):
 # (create_admin -> `invoke create-admin`). Larger groups live in tools/tasks_*.py
 # and are imported here. Reuse _rpc_config() to call the running system over RPC,
 # and tools.system.System to start one of your own.
+from tools.tasks_bench import bench  # noqa: E402
 from tools.tasks_events import loadtest, projection_lag, rebuild_search, seed  # noqa: E402
 
 __all__ = ["install", "run", "test", "coverage", "lint", "shell", "create_admin", "parked",
-           "replay_parked", "seed", "rebuild_search", "loadtest", "projection_lag"]
+           "replay_parked", "seed", "rebuild_search", "loadtest", "projection_lag", "bench"]
