@@ -175,7 +175,9 @@ class System:
                   ``{"REMINDER_CATCH_UP_HOURS": "1"}`` or WEB_SERVER_ADDRESS
     mongo_port:   port of the embedded SecantusDB server (when MONGO_URI is unset)
     smtp_port:    port of the local mail sink (when SMTP_HOST is unset)
-    instances:    {service: count}, e.g. ``{"notifications": 2, "mailer": 2}``
+    instances:    {service: count}, e.g. ``{"notifications": 2, "mailer": 2}``; gateway
+                  processes share WEB_SERVER_ADDRESS (SO_REUSEPORT: the kernel spreads
+                  connections over them), each with its own read models
     services:     names to start (default: every existing services/<name>/service.py)
     """
 
@@ -238,8 +240,6 @@ class System:
         names = self.services if self.services is not None else available_services(self.root)
         if not names:
             raise StartError(f"no services/<name>/service.py under {self.root}")
-        if self.instances.get("gateway", 1) != 1:
-            raise StartError("the gateway binds WEB_SERVER_ADDRESS; run one instance of it")
 
         env = dict(os.environ)
         env.update({k: str(v) for k, v in self.env.items()})

@@ -6,14 +6,19 @@ backing service (bus.errors, which survive RPC) map to their status and code, th
 URL map's own 404/405 are answered by ``JsonWsgiApp``, and anything else is a bug:
 500 ``internal_error``, logged with its traceback.
 """
+import inspect
 import json
 import logging
+import uuid
 
+import eventlet
 import jwt
-from nameko.exceptions import ConfigurationError
+from nameko.exceptions import ConfigurationError, IncorrectSignature
+from nameko.extensions import DependencyProvider
 from nameko.web.handlers import HttpRequestHandler
-from nameko.web.server import WebServer, WsgiApp
+from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from bus.config import setting
@@ -26,20 +31,33 @@ from bus.errors import (
     Unauthorized,
     Unavailable,
 )
+from services.gateway.feed import ReadModels
+from services.gateway.read_models import GONE
 from services.gateway.rpc import TimedRpcProxy
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("services.gateway.access")
 
 MAX_BODY_BYTES = 64 * 1024
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 JSON_TYPE = "application/json"
 INTERNAL_ERROR_MESSAGE = "Something went wrong on our side; it has been logged."
+# Which gateway process answered: several share one port (SO_REUSEPORT), and the
+# benchmark's projection-lag probe tells them apart by it.
+PROCESS_HEADER = "X-EventPost-Gateway"
+PROCESS_ID = uuid.uuid4().hex[:12]
+LISTEN_BACKLOG = 1024
 
 
 # --- responses ---------------------------------------------------------------------
 
 def json_response(payload, status=200, headers=None):
-    return Response(json.dumps(payload), status=status, headers=headers, mimetype=JSON_TYPE)
+    return json_body_response(json.dumps(payload), status, headers)
+
+
+def json_body_response(body, status=200, headers=None):
+    """A response of JSON that is encoded already (the read models keep it encoded)."""
+    return Response(body, status=status, headers=headers, mimetype=JSON_TYPE)
 
 
 def error_body(code, message, details=None):
@@ -164,6 +182,7 @@ class JsonWsgiApp(WsgiApp):
             response = provider.handle_request(request)
         except Exception as exc:  # HTTPException from match(), or a bug
             response = exception_response(exc)
+        response.headers[PROCESS_HEADER] = PROCESS_ID
         return response(environ, start_response)
 
 
@@ -171,6 +190,35 @@ class JsonWebServer(WebServer):
     # a subclass is its own shared extension: the gateway's routes all use this one
     def get_wsgi_app(self):
         return JsonWsgiApp(self)
+
+    def start(self):
+        if not self._starting:
+            self._starting = True
+            # SO_REUSEPORT: several gateway processes serve one port (`--instances
+            # gateway=N`); a deep backlog: a burst of new clients is queued, not refused.
+            self._sock = eventlet.listen(self.bind_addr, backlog=LISTEN_BACKLOG, reuse_port=True)
+            self._sock.settimeout(None)  # as nameko does: kombu#838
+            self._serv = self.get_wsgi_server(self._sock, self.get_wsgi_app())
+            self._gt = self.container.spawn_managed_thread(self.run)
+
+    def get_wsgi_server(self, sock, wsgi_app, protocol=HttpOnlyProtocol, debug=False):
+        server = super().get_wsgi_server(sock, wsgi_app, protocol, debug)
+        # One line per request costs ~10% of a cached read through the JSON formatter:
+        # the access log is at DEBUG (LOG_LEVEL=DEBUG turns it on).
+        server.log = access_log
+        server.log_output = access_log.isEnabledFor(logging.DEBUG)
+        return server
+
+
+class WorkerPool(DependencyProvider):
+    """Gives the gateway ``GATEWAY_MAX_WORKERS`` workers (config), whatever
+    ``max_workers`` the other services run with: each HTTP request is a worker, and a
+    worker waiting on an RPC reply must not make 200 clients queue behind 10."""
+
+    def setup(self):
+        size = int(setting(self.container.config, "GATEWAY_MAX_WORKERS", 200))
+        self.container.max_workers = size
+        self.container._worker_pool.resize(size)
 
 
 class HttpEntrypoint(HttpRequestHandler):
@@ -185,6 +233,24 @@ class HttpEntrypoint(HttpRequestHandler):
 
     def __init__(self, method, url, expected_exceptions=DomainError, **kwargs):
         super().__init__(method, url, expected_exceptions=expected_exceptions, **kwargs)
+
+    def setup(self):
+        super().setup()
+        # The route's arguments are fixed by its URL: check them once here, not per
+        # request as nameko does (inspect.getcallargs cost ~10% of a cached read).
+        rule = Rule(self.url)
+        Map([rule])  # a rule learns its arguments when a map compiles it
+        names = {"request", *rule.arguments}
+        if self.method in BODY_METHODS:
+            names.add("body")
+        fn = getattr(self.container.service_cls, self.method_name)
+        try:
+            inspect.signature(fn).bind(None, **dict.fromkeys(names))
+        except TypeError as error:
+            raise IncorrectSignature(f"{self.method_name}: {error}") from None
+
+    def check_signature(self, args, kwargs):
+        pass  # checked once in setup
 
     def get_entrypoint_parameters(self, request):
         args, kwargs = super().get_entrypoint_parameters(request)
@@ -239,30 +305,36 @@ class TokenVerifier:
 
 
 class Caller:
-    """Who is calling: the token's claims, checked against the users service."""
+    """Who is calling: the token's claims, and the account they name as it is now
+    (the accounts read model, or the users service for one it does not hold)."""
 
-    def __init__(self, verifier, users):
+    def __init__(self, verifier, accounts, users):
         self.verifier = verifier
+        self.accounts = accounts
         self.users = users
 
     def user(self, request):
         """The caller's user resource; 401 unless the token is valid and the account exists."""
-        return self._authenticate(request)[0]
-
-    def admin(self, request):
-        """As ``user``, and 403 unless the token was issued to an admin."""
-        user, claims = self._authenticate(request)
-        if claims.get("role") != "admin":
-            raise Forbidden("This needs an admin account.")
+        claims = self.verifier.claims(request.headers.get("Authorization"))
+        user = self.accounts.get(claims["sub"])
+        if user is None:
+            try:
+                user = self.users.get(claims["sub"])
+            except NotFound:
+                user = GONE
+            else:
+                self.accounts.apply(user)
+        if user is GONE:  # deleted since the token was issued: it stops working
+            raise Unauthorized("The account of this token no longer exists.")
         return user
 
-    def _authenticate(self, request):
-        claims = self.verifier.claims(request.headers.get("Authorization"))
-        try:
-            user = self.users.get(claims["sub"])
-        except NotFound:  # deleted since the token was issued: it stops working
-            raise Unauthorized("The account of this token no longer exists.") from None
-        return user, claims
+    def admin(self, request):
+        """As ``user``, and 403 unless the account is an admin now (the role in the token
+        may be older)."""
+        user = self.user(request)
+        if user["role"] != "admin":
+            raise Forbidden("This needs an admin account.")
+        return user
 
 
 class Auth(TimedRpcProxy):
@@ -278,5 +350,10 @@ class Auth(TimedRpcProxy):
             raise ConfigurationError("JWT_SECRET is not set")
         self.verifier = TokenVerifier(secret)
 
+    def start(self):
+        super().start()
+        self.accounts = next(d for d in self.container.dependencies
+                             if isinstance(d, ReadModels)).accounts
+
     def get_dependency(self, worker_ctx):
-        return Caller(self.verifier, super().get_dependency(worker_ctx))
+        return Caller(self.verifier, self.accounts, super().get_dependency(worker_ctx))

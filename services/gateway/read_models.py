@@ -311,18 +311,21 @@ class AccountsView:
         return GONE if user_id in self._gone else None
 
     def apply(self, user):
+        """Hold ``user`` unless a same or newer version is held; returns the version
+        held before, or None."""
         user_id = user["id"]
         if user_id in self._gone:
-            return
+            return None
         self._seen[user_id] = self._epoch
         held = self._accounts.get(user_id)
         if held is not None and held["version"] >= user["version"]:
-            return
+            return held["version"]
         self._accounts[user_id] = user
         self._accounts.move_to_end(user_id)
         while len(self._accounts) > self.max_accounts:
             evicted, _ = self._accounts.popitem(last=False)
             self._seen.pop(evicted, None)
+        return held["version"] if held is not None else None
 
     def remove(self, user_id):
         self._gone.add(user_id)

@@ -4,8 +4,17 @@ Nameko's in-service ``RpcProxy`` waits forever for a reply. The gateway must ans
 every HTTP request, so each call here waits at most ``RPC_TIMEOUT`` seconds and a
 service that is slow, stuck or not running at all becomes ``Unavailable`` (503).
 Typed errors the service raised (bus.errors) pass through unchanged.
+
+Requests are published without a broker confirm and not persisted: a request lost
+with a broker crash is covered by the timeout (503) and the client's retry, and
+waiting for a confirm on every call doubles its cost. What must survive a crash, a
+command's event, is published by the service's outbox, confirmed and persistent.
+A call to a service with no consumer at all is a 503 too, after the timeout.
 """
+import warnings
+
 import eventlet
+from nameko.constants import NON_PERSISTENT
 from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
@@ -13,6 +22,9 @@ from bus.config import setting
 from bus.errors import Unavailable
 
 DEFAULT_TIMEOUT = 5.0
+# nameko asks for mandatory delivery on every call and warns that, without confirms,
+# an unroutable one goes unnoticed: here the timeout notices it.
+warnings.filterwarnings("ignore", message="Mandatory delivery was requested")
 
 
 def unavailable(service):
@@ -36,14 +48,19 @@ def call(method_proxy, service, timeout, *args, **kwargs):
 
 
 class TimedServiceProxy:
-    """``proxy.method(*args)`` calls ``service.method`` with the timeout applied."""
+    """``proxy.method(*args)`` calls ``service.method`` with the timeout applied.
 
-    def __init__(self, service_proxy, service, timeout):
-        self._proxy = service_proxy
+    nameko's proxy is made on first use: most requests (cached reads) never call."""
+
+    def __init__(self, make_proxy, service, timeout):
+        self._make_proxy = make_proxy
+        self._proxy = None
         self._service = service
         self._timeout = timeout
 
     def __getattr__(self, method):
+        if self._proxy is None:
+            self._proxy = self._make_proxy()
         method_proxy = getattr(self._proxy, method)
 
         def timed(*args, **kwargs):
@@ -53,11 +70,16 @@ class TimedServiceProxy:
 
     def within(self, seconds):
         """The same proxy with a shorter timeout (health checks)."""
-        return TimedServiceProxy(self._proxy, self._service, min(seconds, self._timeout))
+        return TimedServiceProxy(self._make_proxy, self._service, min(seconds, self._timeout))
 
 
 class TimedRpcProxy(RpcProxy):
     """An ``RpcProxy`` whose calls give up after ``RPC_TIMEOUT`` seconds (config)."""
+
+    def __init__(self, target_service, **options):
+        options.setdefault("use_confirms", False)
+        options.setdefault("delivery_mode", NON_PERSISTENT)
+        super().__init__(target_service, **options)
 
     def setup(self):
         super().setup()
@@ -65,5 +87,6 @@ class TimedRpcProxy(RpcProxy):
 
     def get_dependency(self, worker_ctx):
         return TimedServiceProxy(
-            super().get_dependency(worker_ctx), self.target_service, self.timeout
+            lambda: super(TimedRpcProxy, self).get_dependency(worker_ctx), self.target_service,
+            self.timeout,
         )

@@ -1,17 +1,23 @@
-"""The gateway: API.md's routes, each one check -> one RPC call -> one JSON answer.
+"""The gateway: API.md's routes, each one check -> one read or RPC call -> one JSON answer.
 
-HTTP mechanics (bodies, errors, auth) live in http.py, RPC timeouts in rpc.py,
-input shapes in schemas.py. The backing services' signatures are docs/contracts.md.
+Hot reads (an event, a search, the caller's account) come from the in-memory read
+models (read_models.py, kept current by feed.py); a read they cannot answer, and
+every command, goes over RPC, and a command's reply updates the read models at once
+so the caller reads their own write. HTTP mechanics (bodies, errors, auth) live in
+http.py, RPC timeouts in rpc.py, input shapes in schemas.py. The backing services'
+signatures are docs/contracts.md.
 """
 import logging
 
 import eventlet
 
 from bus.consul import ConsulRegistration
-from bus.errors import Unavailable
+from bus.errors import NotFound, Unavailable
 from bus.logs import CallContext
 from services.gateway import openapi
-from services.gateway.http import Auth, error_body, http
+from services.gateway.feed import ReadModels
+from services.gateway.http import Auth, WorkerPool, error_body, http, json_body_response
+from services.gateway.read_models import GONE
 from services.gateway.rpc import TimedRpcProxy
 from services.gateway.schemas import (
     Credentials,
@@ -39,6 +45,8 @@ class GatewayService:
 
     context = CallContext()
     consul = ConsulRegistration(address_setting="WEB_SERVER_ADDRESS")
+    workers = WorkerPool()
+    read_models = ReadModels()
     auth = Auth()
     users = TimedRpcProxy("users")
     events = TimedRpcProxy("events")
@@ -73,7 +81,9 @@ class GatewayService:
 
     @http("POST", "/users")
     def register(self, request, body):
-        return 201, self.users.register(**load(Registration(), body))
+        user = self.users.register(**load(Registration(), body))
+        self.read_models.accounts.apply(user)
+        return 201, user
 
     @http("POST", "/auth/token")
     def issue_token(self, request, body):
@@ -87,47 +97,66 @@ class GatewayService:
     @http("PATCH", "/users/me")
     def change_email(self, request, body):
         user = self.auth.user(request)
-        return self.users.change_email(user["id"], load(EmailAddress(), body)["email"])
+        changed = self.users.change_email(user["id"], load(EmailAddress(), body)["email"])
+        self.read_models.accounts.apply(changed)
+        return changed
 
     @http("POST", "/users/me/emails")
     def add_email(self, request, body):
         user = self.auth.user(request)
-        return 201, self.users.add_email(user["id"], load(EmailAddress(), body)["email"])
+        changed = self.users.add_email(user["id"], load(EmailAddress(), body)["email"])
+        self.read_models.accounts.apply(changed)
+        return 201, changed
 
     @http("DELETE", "/users/me/emails/<path:email>")  # "/" is legal in an email
     def remove_email(self, request, email):
         user = self.auth.user(request)
-        self.users.remove_email(user["id"], email)
+        self.read_models.accounts.apply(self.users.remove_email(user["id"], email))
 
     @http("DELETE", "/users/me")
     def delete_me(self, request):
         user = self.auth.user(request)
         self.users.delete(user["id"])
+        self.read_models.accounts.remove(user["id"])  # its tokens stop working here at once
 
     # --- events -------------------------------------------------------------------
 
     @http("GET", "/events")
     def search_events(self, request):
-        return self.search.search(load_query(EventSearch(), request.args))
+        query = load_query(EventSearch(), request.args)
+        body = self.read_models.events.search(query)
+        if body is None:  # beyond what this process holds: the search service's read model
+            return self.search.search(query)
+        return json_body_response(body)
 
     @http("GET", "/events/<event_id>")
     def get_event(self, request, event_id):
-        return self.events.get(event_id)
+        body = self.read_models.events.get(event_id)
+        if body is GONE:
+            raise NotFound("No such event.")
+        if body is None:  # not held here (yet): the write side knows
+            return self.events.get(event_id)
+        return json_body_response(body)
 
     @http("POST", "/events")
     def create_event(self, request, body):
         self.auth.admin(request)
-        return 201, self.events.create(load(EventCreate(), body))
+        event = self.events.create(load(EventCreate(), body))
+        self.read_models.events.apply(event)
+        return 201, event
 
     @http("PATCH", "/events/<event_id>")
     def update_event(self, request, event_id, body):
         self.auth.admin(request)
-        return self.events.update(event_id, load(EventChanges(), body))
+        event = self.events.update(event_id, load(EventChanges(), body))
+        self.read_models.events.apply(event)
+        return event
 
     @http("DELETE", "/events/<event_id>")
     def delete_event(self, request, event_id):
         self.auth.admin(request)
         self.events.delete(event_id)
+        self.read_models.events.remove(event_id)
 
     # --- notifications ------------------------------------------------------------
 

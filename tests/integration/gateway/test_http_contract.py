@@ -19,9 +19,11 @@ SECRET_PASSWORD = "correct horse battery staple"
 
 USERS = {
     "u-1": {"id": "u-1", "username": "alice", "email": "alice@example.com",
-            "secondary_emails": [], "role": "user", "created_at": "2026-01-01T00:00:00Z"},
+            "secondary_emails": [], "role": "user", "created_at": "2026-01-01T00:00:00Z",
+            "version": 1},
     "a-1": {"id": "a-1", "username": "root", "email": "root@example.com",
-            "secondary_emails": [], "role": "admin", "created_at": "2026-01-01T00:00:00Z"},
+            "secondary_emails": [], "role": "admin", "created_at": "2026-01-01T00:00:00Z",
+            "version": 1},
 }
 
 
@@ -67,7 +69,7 @@ class UsersStandIn:
     def remove_email(self, user_id, email):
         if email not in REMOVABLE:
             raise NotFound("That is not one of your secondary emails.")
-        return None
+        return dict(USERS[user_id], version=2)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from services.gateway.http import (
     exception_response,
     read_json_object,
 )
+from services.gateway.read_models import AccountsView
 
 SECRET = "unit-test-secret-" + "z" * 48
 
@@ -211,24 +212,30 @@ def test_bad_tokens_are_unauthorized(authorization):
         TokenVerifier(SECRET).claims(authorization)
 
 
-class Accounts:
-    """The part of the users service that auth needs: get(user_id)."""
+class Users:
+    """The part of the users service that auth needs, get(user_id), counting calls."""
 
     def __init__(self, *users):
         self.users = {user["id"]: user for user in users}
+        self.calls = 0
 
     def get(self, user_id):
+        self.calls += 1
         if user_id not in self.users:
             raise errors.NotFound("No such user.")
         return self.users[user_id]
 
 
-ALICE = {"id": "u-1", "username": "alice", "role": "user"}
-ROOT = {"id": "a-1", "username": "root", "role": "admin"}
+ALICE = {"id": "u-1", "username": "alice", "role": "user", "version": 1}
+ROOT = {"id": "a-1", "username": "root", "role": "admin", "version": 1}
 
 
-def caller(*users):
-    return Caller(TokenVerifier(SECRET), Accounts(*users))
+def caller(held=(), users=None):
+    """A Caller whose accounts read model holds ``held``; ``users`` is the service."""
+    accounts = AccountsView()
+    for user in held:
+        accounts.apply(user)
+    return Caller(TokenVerifier(SECRET), accounts, users or Users())
 
 
 def authorized(jwt_token):
@@ -236,18 +243,33 @@ def authorized(jwt_token):
                         headers={"Authorization": f"Bearer {jwt_token}"})
 
 
-def test_the_caller_is_the_tokens_user():
-    assert caller(ALICE).user(authorized(token())) == ALICE
+def test_the_caller_is_the_tokens_user_from_the_read_model_without_rpc():
+    users = Users(ALICE)
+    assert caller([ALICE], users).user(authorized(token())) == ALICE
+    assert users.calls == 0
+
+
+def test_an_account_the_read_model_lacks_is_read_from_users_once():
+    users = Users(ALICE)
+    auth = caller([], users)
+    assert auth.user(authorized(token())) == ALICE
+    assert auth.user(authorized(token())) == ALICE
+    assert users.calls == 1
 
 
 def test_a_deleted_accounts_token_is_unauthorized():
+    with pytest.raises(errors.Unauthorized):  # unknown to the users service
+        caller([ROOT], Users(ROOT)).user(authorized(token()))
+    auth = caller([ALICE], Users(ALICE))
+    auth.accounts.remove(ALICE["id"])  # its user_deleted event, or our own DELETE
     with pytest.raises(errors.Unauthorized):
-        caller(ROOT).user(authorized(token()))
+        auth.user(authorized(token()))
+    assert auth.users.calls == 0
 
 
-def test_admin_routes_need_an_admin_token():
-    assert caller(ROOT).admin(authorized(token(sub="a-1", role="admin"))) == ROOT
-    with pytest.raises(errors.Forbidden):
-        caller(ALICE).admin(authorized(token()))
+def test_admin_routes_need_an_admin_account_whatever_the_token_says():
+    assert caller([ROOT]).admin(authorized(token(sub="a-1", role="user"))) == ROOT
+    with pytest.raises(errors.Forbidden):  # demoted, or never admin: the token's claim is old
+        caller([ALICE]).admin(authorized(token(role="admin")))
     with pytest.raises(errors.Unauthorized):  # 401 comes before 403
-        caller(ROOT).admin(authorized(token(sub="gone", role="admin")))
+        caller([ROOT]).admin(authorized(token(sub="gone", role="admin")))

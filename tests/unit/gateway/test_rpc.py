@@ -75,7 +75,7 @@ def test_an_outer_timeout_is_not_mistaken_for_ours():
 
 
 def test_the_proxy_applies_the_timeout_and_within_only_shortens_it():
-    proxy = TimedServiceProxy(Service(health=Method(delay=0.5)), "mailer", 0.1)
+    proxy = TimedServiceProxy(lambda: Service(health=Method(delay=0.5)), "mailer", 0.1)
     with pytest.raises(Unavailable):
         proxy.health()
     assert proxy.within(10)._timeout == 0.1
