@@ -36,8 +36,9 @@ E2E_ENV = {
     "LOG_LEVEL": "INFO",
 }
 # Two of each scheduler/consumer: timers fire on every instance and consumers
-# compete, so "never twice" is tested the way production runs it.
-E2E_INSTANCES = {"notifications": 2, "mailer": 2}
+# compete, so "never twice" is tested the way production runs it. Two gateways share
+# the port, each with its own read models (test_read_models.py).
+E2E_INSTANCES = {"notifications": 2, "mailer": 2, "gateway": 2}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,7 +19,8 @@ def register(http, account=None):
 
 def test_register_returns_the_user_without_secrets(http):
     account, user = register(http)
-    assert set(user) == {"id", "username", "email", "secondary_emails", "role", "created_at"}
+    assert set(user) == {"id", "username", "email", "secondary_emails", "role", "created_at",
+                         "version"}
     assert user["username"] == account["username"]
     assert user["email"] == account["email"]
     assert user["secondary_emails"] == []
