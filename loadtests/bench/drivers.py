@@ -122,6 +122,8 @@ def wrk_run(url, script, seconds, connections, threads=2, headers=None, timeout_
     if line is None:
         raise RuntimeError(f"wrk gave no figures (exit {code}): {err.strip() or out[-500:]}")
     raw = json.loads(line[len(WRK_REPORT):])
+    if raw["requests"] == 0:  # would otherwise read as "0 errors, 0 timeouts"
+        raise RuntimeError(f"no request completed in {seconds:g}s ({raw})")
     socket_errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
     return {
         "requests": raw["requests"],
@@ -138,6 +140,21 @@ def wrk_run(url, script, seconds, connections, threads=2, headers=None, timeout_
         "connections": connections,
         "seconds": seconds,
     }
+
+
+def settle(url, quiet_s=0.5, in_a_row=3, timeout=60):
+    """Wait until ``url`` answers ``in_a_row`` single requests within ``quiet_s`` each:
+    after many clients a server may still be working off their queued requests."""
+    deadline, fast = time.monotonic() + timeout, 0
+    while fast < in_a_row and time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            requests.get(url, timeout=10)
+            fast = fast + 1 if time.perf_counter() - started < quiet_s else 0
+        except requests.RequestException:
+            fast = 0
+            time.sleep(0.2)
+    return fast >= in_a_row
 
 
 # -- locust ----------------------------------------------------------------------

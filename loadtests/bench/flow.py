@@ -26,6 +26,7 @@ from loadtests.bench.drivers import (
     gateways_answering,
     locust_mix,
     rss_of,
+    settle,
     wrk_run,
     wrk_script,
 )
@@ -355,6 +356,8 @@ class Bench:
                 figures = {"error": f"{type(exc).__name__}: {exc}"}
                 say(f"  FAILED: {figures['error']}")
             burst[target.name] = figures
+            if not settle(f"{target.base_url}/events?limit=1"):
+                say(f"  {target.name} is still slow a minute after the burst")
         self.results["bursts"].append(burst)
 
     def record_rss(self, size):
