@@ -3,21 +3,23 @@
 A handler writes the changed document and its outgoing message in one atomic
 update (``{"$push": {"pending_events": message}}`` beside the ``$set``), so a
 crash can never keep one without the other. The ``Outbox`` dependency then
-publishes the document's pending messages and pulls each one off once RabbitMQ
-has confirmed it. A sweeper in every service instance republishes messages left
-behind by a crash. Delivery is at-least-once; consumers are idempotent
-(``version`` and ``event_id`` in bus.messages).
+publishes the document's pending messages, outside the command's reply path and in
+batches, and pulls them off once RabbitMQ has confirmed them. A sweeper in every
+service instance republishes messages left behind by a crash. Delivery is
+at-least-once; consumers are idempotent (``version`` and ``event_id`` in bus.messages).
 """
 import logging
+import time
 from datetime import timedelta
 
 import eventlet
+import eventlet.event
 from kombu import Queue
 from kombu.common import maybe_declare
 from nameko.amqp.publish import get_connection
 from nameko.events import EventDispatcher
 from nameko.standalone.events import get_event_exchange
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 
 from bus.messages import SUBSCRIPTIONS, iso, queue_name, utc_now
 from bus.mongo import Mongo
@@ -48,8 +50,15 @@ class Outbox(EventDispatcher):
     """Publishes the messages stored in ``pending_events`` of the given collections.
 
     In a service: ``outbox = Outbox(["users"])``; after a handler's write,
-    ``self.outbox("users", user_id)`` publishes that document's messages now.
+    ``self.outbox("users", user_id)`` hands that document to the relay and returns at
+    once: the command answers without waiting for the broker. The relay (one
+    greenthread per process) publishes what it was handed in batches: one read of up
+    to ``BATCH`` documents, their messages each confirmed by the broker, one write
+    that pulls them all. The sweeper, in the same greenthread, picks up what a crashed
+    or slow writer left behind. On stop, what was handed over is published first.
     """
+
+    BATCH = 200
 
     def __init__(self, collections, sweep_every=1.0, grace_seconds=2.0, **kwargs):
         self.collections = list(collections)
@@ -63,6 +72,8 @@ class Outbox(EventDispatcher):
         with get_connection(self.amqp_uri, ssl) as connection:
             for queue in consumer_queues(self.container.service_name, self.container.config):
                 maybe_declare(queue, connection.channel())
+        self._handed = {collection: {} for collection in self.collections}  # id -> headers
+        self._wake = eventlet.event.Event()
 
     def start(self):
         self.mongo = next(d for d in self.container.dependencies if isinstance(d, Mongo))
@@ -71,53 +82,92 @@ class Outbox(EventDispatcher):
             self.mongo.database[collection].create_index(
                 [(f"{PENDING}.0.occurred_at", ASCENDING)], sparse=True
             )
-        self._sweeper = self.container.spawn_managed_thread(self._sweep_forever)
+        self._relay_thread = self.container.spawn_managed_thread(self._relay_forever)
 
     def stop(self):
-        sweeper = getattr(self, "_sweeper", None)
-        if sweeper is not None:
-            sweeper.kill()
+        thread = getattr(self, "_relay_thread", None)
+        if thread is not None:
+            thread.kill()
+            self._relay_thread = None
+            try:
+                self.relay_handed()  # what the last commands stored goes out before we do
+            except Exception:  # the sweeper of this or another instance will
+                log.exception("outbox: publishing on stop failed; left to the sweeper")
 
-    kill = stop
+    def kill(self):
+        thread = getattr(self, "_relay_thread", None)
+        if thread is not None:
+            thread.kill()
 
     def get_dependency(self, worker_ctx):
         headers = self.get_message_headers(worker_ctx)
 
-        def relay(collection, document_id):
-            try:
-                self.relay(collection, {"_id": document_id}, headers)
-            except Exception:
-                # The change is stored with its messages and the sweeper publishes them
-                # later: the caller must not see a failure and retry a command that is done.
-                log.exception("publishing for %s %s failed; left to the sweeper",
-                              collection, document_id)
+        def hand_over(collection, document_id):
+            self._handed[collection][document_id] = headers
+            if not self._wake.ready():
+                self._wake.send()
 
-        return relay
+        return hand_over
+
+    def relay_handed(self):
+        """Publish the messages of the documents handed over so far."""
+        for collection, handed in self._handed.items():
+            while handed:
+                batch = dict(list(handed.items())[:self.BATCH])
+                for document_id in batch:
+                    del handed[document_id]
+                try:
+                    self.relay(collection, {"_id": {"$in": list(batch)}}, batch)
+                except Exception:
+                    # The change is stored with its messages and the sweeper publishes
+                    # them later: the command that stored them is done either way.
+                    log.exception("publishing %d %s left to the sweeper", len(batch), collection)
 
     def relay(self, collection, query, headers=None):
-        """Publish the pending messages of the documents matching ``query``, in order."""
+        """Publish the pending messages of the documents matching ``query``, each
+        document's in order, then pull them all in one write. ``headers``:
+        {document id: AMQP headers} (the call that stored them, for tracing)."""
         db = self.mongo.database
-        for document in db[collection].find(query, {PENDING: 1}):
-            for message in document.get(PENDING) or []:
-                self.publisher.publish(
-                    message, exchange=self.exchange, routing_key=message["event_type"],
-                    extra_headers=headers or {},
-                )
-                db[collection].update_one(
-                    {"_id": document["_id"]},
-                    {"$pull": {PENDING: {"event_id": message["event_id"]}}},
-                )
+        documents = list(db[collection].find({**query, f"{PENDING}.0": {"$exists": True}},
+                                             {PENDING: 1}).limit(self.BATCH))
+        published = []
+        try:
+            for document in documents:
+                sent = []
+                published.append((document["_id"], sent))
+                for message in document[PENDING]:
+                    self.publisher.publish(
+                        message, exchange=self.exchange, routing_key=message["event_type"],
+                        extra_headers=(headers or {}).get(document["_id"], {}),
+                    )
+                    sent.append(message["event_id"])
+        finally:  # pull what went out, even if a later publish failed
+            pulls = [UpdateOne({"_id": document_id},
+                               {"$pull": {PENDING: {"event_id": {"$in": sent}}}})
+                     for document_id, sent in published if sent]
+            if pulls:
+                db[collection].bulk_write(pulls, ordered=False)
+        return len(documents)
 
     def sweep(self):
         """Publish what a crashed or slow writer left behind."""
         cutoff = iso(utc_now() - timedelta(seconds=self.grace_seconds))
         for collection in self.collections:
-            self.relay(collection, {f"{PENDING}.0.occurred_at": {"$lt": cutoff}})
+            while self.relay(collection, {f"{PENDING}.0.occurred_at": {"$lt": cutoff}}) \
+                    == self.BATCH:
+                pass
 
-    def _sweep_forever(self):
+    def _relay_forever(self):
+        next_sweep = 0.0
         while True:
             try:
-                self.sweep()
-            except Exception:  # keep sweeping: a broker or database blip must not end it
-                log.exception("outbox sweep failed")
-            eventlet.sleep(self.sweep_every)
+                self.relay_handed()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.sweep_every
+                    self.sweep()
+            except Exception:  # keep relaying: a broker or database blip must not end it
+                log.exception("outbox relay failed")
+            if not any(self._handed.values()):
+                self._wake = eventlet.event.Event()
+                with eventlet.Timeout(max(0.0, next_sweep - time.monotonic()), False):
+                    self._wake.wait()

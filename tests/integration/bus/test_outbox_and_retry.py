@@ -65,6 +65,20 @@ def test_a_write_is_published_once_and_leaves_the_outbox_empty(container_factory
     assert len(received) == 1
 
 
+def test_what_was_handed_over_goes_out_when_the_service_stops(container_factory,
+                                                              service_config):
+    publisher = container_factory(Publisher, dict(service_config))
+    publisher.start()
+    container_factory(Consumer, service_config).start()
+    with ServiceRpcProxy("users", service_config) as users:
+        replies = [users.delete.call_async(f"s{n}") for n in range(50)]
+        for reply in replies:
+            reply.result()
+    publisher.stop()  # SIGTERM: right after the last command answered
+    assert wait_for(lambda: len(received) == 50)
+    assert sorted(m["aggregate_id"] for m in received) == sorted(f"s{n}" for n in range(50))
+
+
 def test_the_sweeper_publishes_what_a_crashed_writer_left(container_factory, service_config):
     container_factory(Publisher, service_config).start()
     container_factory(Consumer, service_config).start()
