@@ -28,11 +28,13 @@ DATA_FIELDS = {
     # `changed`: the names of the fields whose value changed in this version.
     ("events", "event_updated"): ["event", "changed", "previous"],
     ("events", "event_deleted"): ["event"],
-    # The mailer sends one email per `send_key` at most.
-    ("notifications", "reminder_due"): ["send_key", "notification", "event"],
+    # The mailer sends one email per `send_key` at most. `reminders`: a batch, each
+    # {send_key, notification, event_id, attempt}; `events`: {event id: event} they need.
+    ("notifications", "reminder_due"): ["reminders", "events"],
     ("notifications", "event_cancelled_notice"): ["send_key", "email", "event", "notifications"],
-    ("mailer", "email_sent"): ["send_key", "notification_id", "sent_at"],
-    ("mailer", "email_failed"): ["send_key", "notification_id", "reason"],
+    # `outcomes`: a batch, each {send_key, notification_id, status: "sent" | "failed" |
+    # "deferred" (a transient failure: not sent, try again later), at, reason}.
+    ("mailer", "delivery_report"): ["outcomes"],
 }
 
 SUBSCRIPTIONS = {
@@ -47,8 +49,7 @@ SUBSCRIPTIONS = {
     ("events", "event_deleted"): ["search", "notifications"],
     ("notifications", "reminder_due"): ["mailer"],
     ("notifications", "event_cancelled_notice"): ["mailer"],
-    ("mailer", "email_sent"): ["notifications"],
-    ("mailer", "email_failed"): ["notifications"],
+    ("mailer", "delivery_report"): ["notifications"],
 }
 
 

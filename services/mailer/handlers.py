@@ -1,35 +1,38 @@
-"""Delivery as a plain function: each email over SMTP at most once per send key.
+"""Delivery as plain functions: every email over SMTP at most once per send key.
 
-Exactly-once, as far as SMTP allows (``deliver``):
-1. the send key is recorded in the sent log (unique ``_id``), claimed by this
-   instance with a lease (``MAILER_LEASE_SECONDS``, default 30); a key already
-   ``sent`` or ``failed`` is never mailed again, whatever redelivers it;
-2. a second copy of the message (the outbox publishes at least once) finds the key
-   held and waits for the holder's outcome instead of sending too;
-3. SMTP: right before the DATA command the entry becomes ``committing``;
-4. the outcome and its ``email_sent`` / ``email_failed`` message are stored in one
-   write (bus.outbox) and published.
-If the holder dies (its lease runs out), the redelivered message resends a key
-still ``sending`` (the server never got the mail), but not one ``committing``: the
-server may have accepted it just before the crash, and API.md says a reminder is
-never mailed twice. That key ends ``failed`` with the reason ``interrupted ...``;
-the user sees it and can snooze the reminder to re-arm it. The window is the DATA
-exchange plus one database write, milliseconds. Every mail carries a Message-ID
-made from its send key (smtp.py), so clients can tell copies apart if ever one is
-sent twice anyway. The lease outlives any live send (SMTP_TIMEOUT, default 10 s
-per socket operation), so a slow but live sender is not overtaken.
+Exactly once, as far as SMTP allows (``deliver_one``):
+1. the email is written (a BuildError fails it at once, with the reason);
+2. on a kept-open SMTP connection (smtp.Pool), the server accepts sender and
+   recipients; then, right before the DATA command, the send key's hand-over mark
+   is inserted (storage.py). Whoever inserts the mark has the key: a second copy
+   of the message, another instance, or the notifications service's withdrawal
+   (its event was cancelled, its account deleted) finds the mark there and does
+   not send;
+3. the outcome (sent, or failed with the reason) is recorded once per key and
+   reported in a ``delivery_report``; a transient failure (no connection, a 4xx
+   reply) gives the mark back and reports the reminder ``deferred``, and the
+   notifications service hands it over again later, with backoff.
+A mark without an outcome means the holder is handing the mail over right now, or
+died while doing it. Older than the lease, such a key ends ``failed`` with the
+reason ``interrupted`` and is never sent again: the server may have accepted it
+just before the crash, and API.md says a reminder is never mailed twice. The
+window is the DATA exchange plus one grouped database write, milliseconds. Every
+mail carries a Message-ID made from its send key (smtp.py), so clients can tell
+copies apart if one is ever sent twice anyway.
 
-Transient SMTP failures (no connection, 4xx) release the key and raise, so
-bus.reliable retries with exponential backoff; the last attempt it would make
-(``HANDLER_MAX_ATTEMPTS``) reports ``email_failed`` instead of parking the message,
-so the user sees why. Permanent failures (5xx) report ``email_failed`` at once.
+Outcome reports are published after the outcome is recorded, not through an
+outbox: if one is lost, the reminder's lease runs out in the notifications
+service, it hands the reminder over again, and ``deliver`` answers from the log
+(``report_known``) without sending.
 """
 import logging
-import uuid
+from dataclasses import dataclass, field
 
 import eventlet
+from pymongo.errors import PyMongoError
 
-from bus.messages import iso, new_message, utc_now
+from bus.errors import ValidationError
+from bus.messages import iso
 
 from . import smtp, storage
 
@@ -38,47 +41,117 @@ INTERRUPTED = ("interrupted while handing the mail to the SMTP server; not sent 
                "so that it cannot arrive twice")
 
 
-def deliver(db, relay, send_key, kind, notification_id, email, transmit, max_attempts,
-            lease_seconds, now=utc_now, sleep=eventlet.sleep):
-    """Send ``email`` once for ``send_key``; returns the key's final status."""
-    owner = uuid.uuid4().hex
-    claimed = storage.claim_first(db, send_key, kind, notification_id, owner, now(),
-                                  lease_seconds)
-    while claimed is None:
-        entry = storage.entry(db, send_key)
-        if entry["status"] in storage.DONE:
-            return entry["status"]
-        if storage.abandoned_while_committing(db, send_key, owner, now()):
-            return _finish(db, relay, send_key, owner, notification_id, now(), INTERRUPTED)
-        claimed = storage.claim(db, send_key, owner, now(), lease_seconds)
-        if claimed is None:  # another instance holds it: wait for its outcome or its end
-            sleep(min(0.5, max(0.05, (entry["lease_until"] - now()).total_seconds())))
+@dataclass
+class Mail:
+    """One email to deliver: ``write()`` makes it (smtp.py), lazily, so a key that was
+    already delivered costs nothing to skip."""
+
+    send_key: str
+    kind: str  # reminder | cancelled | welcome
+    notification_id: str | None
+    write: object
+    attempt: int = 1
+    outcome: dict = field(default=None, repr=False)
+
+
+def reminders(data, sender, now=None):
+    """The Mails of a ``reminder_due`` batch (bus.messages)."""
+    events = data.get("events") if isinstance(data.get("events"), dict) else {}
+    mails = []
+    for item in data.get("reminders") or []:
+        try:
+            key, notification = item["send_key"], item["notification"]
+            notification_id = notification.get("id")
+            attempt = int(item.get("attempt") or 1)
+        except (TypeError, KeyError, ValueError, AttributeError):
+            # nothing to report it under: say so and deliver the rest
+            log.error("reminder_due: dropping a malformed item %.300r", item)
+            continue
+        event = events.get(item.get("event_id")) or {}
+
+        def write(notification=notification, event=event, key=key):
+            return smtp.reminder_email(notification, event, key, sender, now)
+
+        mails.append(Mail(key, "reminder", notification_id, write, attempt))
+    return mails
+
+
+def outcome(mail, status, moment, reason=None):
+    return {"_id": mail.send_key, "send_key": mail.send_key, "status": status,
+            "notification_id": mail.notification_id, "kind": mail.kind,
+            "at": moment, "reason": reason}
+
+
+def report_item(entry):
+    """An outcome as ``delivery_report`` carries it."""
+    return {"send_key": entry["_id"], "notification_id": entry.get("notification_id"),
+            "status": entry["status"], "at": iso(entry.get("at")), "reason": entry.get("reason")}
+
+
+def deliver(post, mails):
+    """Deliver a batch; returns their outcomes, in order (None for a key that is
+    someone else's to report)."""
+    known = {}
+    retried = [m.send_key for m in mails if m.attempt > 1]
+    if retried:  # handed over again: some may be done already
+        known = post.known_outcomes(retried)
+        post.report(list(known.values()))
+    pool = eventlet.GreenPool(post.parallel)
+    waits = list(pool.imap(lambda mail: None if mail.send_key in known
+                           else deliver_one(post, mail), mails))
+    return [known.get(mail.send_key) if wait is None else wait()
+            for mail, wait in zip(mails, waits)]
+
+
+def deliver_one(post, mail):
+    """Send one mail; returns a callable that waits until its outcome is recorded and
+    returns it, or None if the key is someone else's to report."""
     try:
-        transmit(email, lambda: storage.committing(db, send_key, owner))
+        email = mail.write()
+    except smtp.BuildError as error:
+        return post.record(outcome(mail, "failed", post.now(), str(error)))
+    held = {}
+
+    def committing():
+        held["mine"] = post.take(mail)
+        return held["mine"]
+
+    try:
+        sent = post.send(email, committing)
     except smtp.PermanentFailure as error:
-        return _finish(db, relay, send_key, owner, notification_id, now(), str(error))
+        return post.record(outcome(mail, "failed", post.now(), str(error)))
     except smtp.UncertainDelivery as error:
-        return _finish(db, relay, send_key, owner, notification_id, now(),
-                       f"{INTERRUPTED} ({error})")
-    except smtp.TransientFailure as error:
-        if claimed["attempts"] >= max_attempts:
-            reason = f"gave up after {claimed['attempts']} attempts: {error}"
-            return _finish(db, relay, send_key, owner, notification_id, now(), reason)
-        storage.release(db, send_key, owner, str(error))
-        raise  # bus.reliable retries it after a backoff
-    return _finish(db, relay, send_key, owner, notification_id, now(), None)
+        return post.record(outcome(mail, "failed", post.now(), f"{INTERRUPTED} ({error})"))
+    except (smtp.TransientFailure, PyMongoError) as error:
+        if held.get("mine"):
+            post.release(mail.send_key)
+        return post.record(outcome(mail, "deferred", post.now(), str(error)))
+    if sent:
+        return post.record(outcome(mail, "sent", post.now()))
+    return someone_elses(post, mail)
 
 
-def _finish(db, relay, send_key, owner, notification_id, moment, failure):
-    if failure is None:
-        status, fields = "sent", {"sent_at": moment}
-        message = new_message("mailer", "email_sent", send_key, 1, send_key=send_key,
-                              notification_id=notification_id, sent_at=iso(moment))
-    else:
-        status, fields = "failed", {"reason": failure}
-        message = new_message("mailer", "email_failed", send_key, 1, send_key=send_key,
-                              notification_id=notification_id, reason=failure)
-    if not storage.finish(db, send_key, owner, status, moment, message, **fields):
-        log.warning("send key %s: lease lost before recording %s", send_key, status)
-    relay(storage.SENDS, send_key)
-    return status
+def someone_elses(post, mail):
+    """The key's mark was there already: report what is known, decide a dead holder's
+    key, or leave a live holder alone."""
+    mark = post.mark(mail.send_key)
+    if mark is None or mark.get("withdrawn"):
+        return None  # withdrawn: the notifications service cancelled it itself
+    known = post.known_outcomes([mail.send_key])
+    if known:
+        return post.record(known[mail.send_key], recorded=True)
+    if mark.get("holder") == post.holder and not post.holds(mail.send_key):
+        # our own mark from a write whose answer we never got: it was not sent
+        post.release(mail.send_key)
+        return post.record(outcome(mail, "deferred", post.now(), "taken again after an error"))
+    if (post.now() - mark["at"]).total_seconds() > post.lease_seconds:
+        return post.record(outcome(mail, "failed", post.now(), INTERRUPTED))
+    return None  # a live instance has it and will report it
+
+
+def withdraw(db, send_keys, holder, now):
+    """The notifications service's RPC: mark keys withdrawn unless already taken."""
+    if not isinstance(send_keys, list) or not all(isinstance(k, str) for k in send_keys):
+        raise ValidationError({"send_keys": ["Expected a list of send keys."]})
+    withdrawn, taken = storage.withdraw(db, send_keys, holder, now)
+    return {"withdrawn": withdrawn, "taken": taken}

@@ -1,82 +1,161 @@
-"""The mailer's sent log: one document per send key (``_id``), so a key exists once.
+"""The mailer's sent log: per send key, one hand-over mark and one outcome, each
+written once (the key is the ``_id``, so a second insert fails).
 
-``status``: ``sending`` (an instance holds it until ``lease_until``), ``committing``
-(it is handing the mail to the SMTP server), ``retry`` (a transient failure
-released it), then ``sent`` or ``failed`` for good. The outcome's
-``email_sent`` / ``email_failed`` message is stored in the same write that records
-it (bus.outbox).
+- ``sends``: the hand-over mark. An instance inserts it right before the SMTP DATA
+  command: whoever inserts it has the key, and nobody else will ever send it. The
+  notifications service withdraws a reminder by inserting it first
+  (``withdrawn: True``). ``holder`` is the instance, ``at`` the time.
+- ``outcomes``: ``sent`` or ``failed`` (with ``reason``), for good.
+
+A mark with no outcome is a mail being handed over by a live instance, or one
+whose holder died during the hand-over (older than the lease): that key ends
+``failed`` with the reason ``interrupted``, never sent again.
+
+Inserts, not updates, because SecantusDB inserts in bulk cost a fraction of
+updates; ``GroupWriter`` puts what concurrent sends write at the same moment into
+one round trip. (Entries of the earlier schema, one document per key in
+``sends`` with its ``status``, still count as outcomes.)
 """
-from datetime import timedelta
+import logging
 
-from pymongo.errors import DuplicateKeyError
+import eventlet
+from eventlet.event import Event
+from pymongo.errors import BulkWriteError, PyMongoError
 
-from bus.outbox import outgoing
+log = logging.getLogger(__name__)
 
 SENDS = "sends"
-DONE = ("sent", "failed")
+OUTCOMES = "outcomes"
+DUPLICATE_KEY = 11000
+CHUNK = 50  # keys per $in: SecantusDB matches $in linearly, so big lists cost n squared
 
 
+def _chunks(items, size=CHUNK):
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
-def claim_first(db, send_key, kind, notification_id, owner, now, lease_seconds):
-    """Record ``send_key`` already claimed by ``owner``: the entry, or None if the key
-    is known (sent, failed, or held by someone else). One write in the usual case."""
-    document = {"_id": send_key, "kind": kind, "notification_id": notification_id,
-                "created_at": now, "status": "sending", "owner": owner,
-                "lease_until": now + timedelta(seconds=lease_seconds), "attempts": 1}
+
+def _insert_new(collection, documents):
+    """Insert what is not there yet; the ``_id`` of each document that was already there."""
+    if not documents:
+        return set()
     try:
-        db[SENDS].insert_one(document)
-    except DuplicateKeyError:
-        return None
-    return document
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return {documents[e["index"]]["_id"] for e in errors}
+    return set()
 
 
-def entry(db, send_key):
-    return db[SENDS].find_one({"_id": send_key}, {"pending_events": 0})
+def take(db, marks):
+    """Insert hand-over marks ``{_id: send_key, kind, notification_id, holder, at}``;
+    the send keys that someone else (or a withdrawal) has already."""
+    return _insert_new(db[SENDS], marks)
 
 
-def claim(db, send_key, owner, now, lease_seconds):
-    """Take a known ``send_key`` for sending if nobody holds it (or the holder's lease
-    ran out, i.e. it died). The claimed entry, or None."""
-    take = {"$set": {"status": "sending", "owner": owner,
-                     "lease_until": now + timedelta(seconds=lease_seconds)},
-            "$inc": {"attempts": 1}}
-    # two updates rather than one $or, which SecantusDB serves with a collection scan
-    for free in ({"status": "retry"},
-                 {"status": "sending", "lease_until": {"$lt": now}}):
-        if db[SENDS].update_one({"_id": send_key, **free}, take).modified_count:
-            return entry(db, send_key)
-    return None
+def withdraw(db, send_keys, holder, now):
+    """Mark each key withdrawn unless it was taken before: (withdrawn, taken) keys."""
+    marks = [{"_id": key, "withdrawn": True, "holder": holder, "at": now} for key in send_keys]
+    there = _insert_new(db[SENDS], marks)
+    withdrawn = set(send_keys) - there
+    for key, mark in find_marks(db, there).items():
+        if mark.get("withdrawn"):
+            withdrawn.add(key)
+    return sorted(withdrawn), sorted(set(send_keys) - withdrawn)
 
 
-def committing(db, send_key, owner):
-    """Mark that ``owner`` is about to hand the mail over (the SMTP DATA command)."""
-    db[SENDS].update_one({"_id": send_key, "owner": owner, "status": "sending"},
-                         {"$set": {"status": "committing"}})
+def release(db, send_key, holder):
+    """Give a key back after a transient failure: the server did not take the mail."""
+    db[SENDS].delete_one({"_id": send_key, "holder": holder, "withdrawn": {"$ne": True}})
 
 
-def abandoned_while_committing(db, send_key, owner, now):
-    """Take over a key whose holder died while handing its mail over; the entry, or None."""
-    result = db[SENDS].update_one(
-        {"_id": send_key, "status": "committing", "lease_until": {"$lt": now}},
-        {"$set": {"owner": owner}},
-    )
-    return entry(db, send_key) if result.modified_count else None
+def find_marks(db, send_keys):
+    found = {}
+    for chunk in _chunks(send_keys):
+        found.update((m["_id"], m) for m in db[SENDS].find({"_id": {"$in": chunk}}))
+    return found
 
 
-def finish(db, send_key, owner, status, now, message, **fields):
-    """Record the outcome and its outgoing message in one write. False if this owner
-    had lost the claim meanwhile (its lease ran out and another instance took over)."""
-    result = db[SENDS].update_one(
-        {"_id": send_key, "owner": owner, "status": {"$in": ["sending", "committing"]}},
-        {"$set": {"status": status, "finished_at": now, **fields}, **outgoing(message)},
-    )
-    return result.modified_count == 1
+def record(db, outcomes):
+    """Insert final outcomes ``{_id: send_key, status, at, reason, notification_id}``;
+    returns the ones already recorded (by someone else), as stored."""
+    there = _insert_new(db[OUTCOMES], outcomes)
+    return find_outcomes(db, there) if there else {}
 
 
-def release(db, send_key, owner, error):
-    """Give the key back after a transient failure (an SMTP reply saying so, or no
-    connection), for the next attempt."""
-    db[SENDS].update_one(
-        {"_id": send_key, "owner": owner, "status": {"$in": ["sending", "committing"]}},
-        {"$set": {"status": "retry", "last_error": error}, "$unset": {"lease_until": ""}},
-    )
+def find_outcomes(db, send_keys):
+    """{send key: outcome} for the keys that have one (the earlier schema included)."""
+    found = {}
+    for chunk in _chunks(send_keys):
+        found.update((o["_id"], o) for o in db[OUTCOMES].find({"_id": {"$in": chunk}}))
+    missing = [key for key in send_keys if key not in found]
+    for key, mark in find_marks(db, missing).items():
+        if mark.get("status") in ("sent", "failed"):  # the earlier schema
+            found[key] = {"_id": key, "status": mark["status"], "at": mark.get("finished_at"),
+                          "reason": mark.get("reason"),
+                          "notification_id": mark.get("notification_id")}
+    return found
+
+
+class GroupWriter:
+    """Group commit: items submitted while a write is in flight go together in the next.
+
+    ``submit(item)`` returns an Event that is sent ``write(items)``'s result for the
+    item (``write`` returns one result per item, in order) or the exception it
+    raised. One greenthread writes; every sending greenthread just waits for its
+    own answer, so N concurrent sends cost about one round trip, not N.
+    """
+
+    def __init__(self, write, name):
+        self.write = write
+        self.name = name
+        self._queue = []
+        self._ready = Event()
+        self._thread = None
+
+    def submit(self, item):
+        done = Event()
+        self._queue.append((item, done))
+        if not self._ready.ready():
+            self._ready.send()
+        if self._thread is None or self._thread.dead:
+            self._thread = eventlet.spawn(self._run)
+        return done
+
+    def _run(self):
+        while True:
+            if not self._queue:
+                self._ready.wait()
+                self._ready = Event()
+                continue
+            batch, self._queue = self._queue, []
+            try:
+                results = self.write([item for item, _ in batch])
+            except Exception as error:  # noqa: BLE001  each waiter decides what it means
+                for _, done in batch:
+                    done.send_exception(error)
+                continue
+            for (_, done), result in zip(batch, results):
+                done.send(result)
+
+    def stop(self):
+        if self._thread is not None:
+            self._thread.kill()
+            self._thread = None
+
+
+def retrying(operation, what, stopped=lambda: False, first_pause=0.2, max_pause=5.0):
+    """Run ``operation()`` until it succeeds (a database restart must not lose what we
+    are holding); logs each failure."""
+    pause = first_pause
+    while True:
+        try:
+            return operation()
+        except PyMongoError as error:
+            if stopped():
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, error, pause)
+            eventlet.sleep(pause)
+            pause = min(max_pause, pause * 2)

@@ -3,20 +3,35 @@
 Commands (create, update, snooze, ...) and events (events.*, users.*, mailer.*)
 come in; effects are writes to the service's database, with any outgoing message
 stored in the same atomic write (bus.outbox) and handed to ``relay(collection,
-document_id)`` to publish at once. ``now`` is passed in so tests control time.
+document_id)`` to publish at once. ``withdraw(send_keys)`` asks the mailer to keep
+reminders it has not handed to SMTP yet from going out: ``(withdrawn, taken)``.
+``now`` is passed in so tests control time.
+
+Races: every write that depends on what it read is a compare-and-set on the
+reminder's ``rev`` and is retried from a fresh read when it loses, so a PATCH,
+a snooze and an event move never overwrite one another. A write that used the
+event copy checks the copy again afterwards (``settle``), and the event handler
+stores the copy before it looks at the reminders, so whichever comes second sees
+the other.
 """
+import logging
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from bus.errors import Conflict, NotFound, ValidationError
+from pymongo import UpdateOne
+
+from bus.errors import Conflict, NotFound, Unauthorized, ValidationError
 from bus.messages import new_message
 
 from . import storage
 from .schemas import Changes, CreateFields, Filters, decode_cursor, encode_cursor, load, resource
 
+log = logging.getLogger(__name__)
 IN_THE_PAST = "The reminder time must be in the future."
 NOT_YOURS = "Not one of your account's emails."
 DEAD_EVENT = "Unknown or cancelled event."
+RETRIES = 5  # compare-and-set attempts before answering Conflict
+MAX_DEFERRAL_SECONDS = 10
 
 
 # time arithmetic
@@ -31,6 +46,19 @@ def time_before(starts_at, before_minutes):
     daylight-saving change in the event's time zone does not stretch or shrink it
     (Python subtracts wall-clock time from a datetime in a zone with DST)."""
     return starts_at.astimezone(timezone.utc) - timedelta(minutes=before_minutes)
+
+
+def send_key(reminder):
+    """One key per arming of a reminder: re-arming a sent one (snooze) mails it again."""
+    return f"reminder:{reminder['_id']}:{reminder['arm']}"
+
+
+def parse_send_key(key):
+    """(reminder id, arm) of a reminder's send key, or None for any other key."""
+    parts = key.split(":") if isinstance(key, str) else []
+    if len(parts) != 3 or parts[0] != "reminder" or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
 
 
 # the local copy of events
@@ -69,16 +97,16 @@ def known_event(db, event_id, fetch_event):
     return copy
 
 
-def on_event_message(db, message, now, relay):
+def on_event_message(db, message, now, relay, withdraw):
     """events.event_created / event_updated / event_deleted: keep the copy, then
     make the event's reminders agree with it."""
     event = message["data"]["event"]
     deleted = message["event_type"] == "event_deleted"
     storage.store_event(db, event_copy(event, message["version"], deleted), replace_equal=deleted)
-    reconcile(db, event["id"], now, relay)
+    reconcile(db, event["id"], now, relay, withdraw)
 
 
-def reconcile(db, event_id, now, relay):
+def reconcile(db, event_id, now, relay, withdraw):
     """Idempotent: move relative reminders to the event's current start, or cancel
     reminders of a cancelled or deleted event. Runs after every event message."""
     copy = storage.find_event(db, event_id)
@@ -87,7 +115,7 @@ def reconcile(db, event_id, now, relay):
     if is_live(copy):
         move_relative_reminders(db, copy, now)
     else:
-        cancel_reminders(db, copy, now, relay)
+        cancel_reminders(db, copy, now, relay, withdraw)
 
 
 def move_relative_reminders(db, copy, now):
@@ -97,48 +125,91 @@ def move_relative_reminders(db, copy, now):
     stale = db[storage.REMINDERS].find({
         "event_id": copy["_id"], "status": "scheduled", "before_minutes": {"$ne": None},
         "event_starts_at": {"$ne": copy["starts_at"]},
-    })
+    }, {"pending_events": 0})
     for reminder in stale:
-        remind_at = max(time_before(copy["starts_at"], reminder["before_minutes"]), now)
-        storage.update_reminder_if(
-            db, reminder["_id"],
-            {"status": "scheduled", "updated_at": reminder["updated_at"]},
-            {"$set": {"remind_at": remind_at, "event_starts_at": copy["starts_at"],
-                      "updated_at": now}},
-        )
+        for _ in range(RETRIES):
+            if (reminder is None or reminder["status"] != "scheduled"
+                    or reminder.get("before_minutes") is None
+                    or reminder.get("event_starts_at") == copy["starts_at"]):
+                break  # changed meanwhile into something a move does not touch
+            remind_at = max(time_before(copy["starts_at"], reminder["before_minutes"]), now)
+            moved = storage.update_reminder_if(
+                db, reminder, {"status": "scheduled"},
+                {"$set": {"remind_at": remind_at, "event_starts_at": copy["starts_at"],
+                          "updated_at": now}},
+            )
+            if moved is not None:
+                break
+            reminder = db[storage.REMINDERS].find_one({"_id": reminder["_id"]},
+                                                      {"pending_events": 0})
+        else:
+            log.error("reminder %s: could not follow its event's move", reminder["_id"])
 
 
-def cancel_reminders(db, copy, now, relay):
-    """Scheduled reminders of a cancelled or deleted event become ``cancelled``, and
-    each affected user gets one email. The notice is recorded (with its outgoing
-    message) before the reminders change, under a key made of event, version and
-    user, so a redelivered or retried message can neither lose nor repeat it."""
-    scheduled = list(db[storage.REMINDERS].find(
-        {"event_id": copy["_id"], "status": "scheduled"}, {"pending_events": 0}
-    ).sort("remind_at", 1))
+def cancel_reminders(db, copy, now, relay, withdraw):
+    """Reminders of a cancelled or deleted event become ``cancelled``, and each
+    affected user gets one email listing theirs. A reminder already in the mailer's
+    hands is withdrawn there first; one it has handed to SMTP already goes out (it
+    will end ``sent``). Each cancelled reminder records the event version that
+    cancelled it, and the notices are built from that record under a key of event,
+    version and user: a redelivered or retried message can neither lose nor repeat
+    one."""
+    if copy is None:
+        return
+    marks = {"$set": {"status": "cancelled", "cancelled_by": copy["version"], "updated_at": now},
+             "$inc": {"rev": 1}}
+    handed_over = set()
+    for _ in range(RETRIES):
+        active = [r for r in db[storage.REMINDERS].find(
+            {"event_id": copy["_id"], "status": {"$in": storage.ACTIVE}},
+            {"_id": 1, "status": 1, "arm": 1}) if r["_id"] not in handed_over]
+        if not active:
+            break
+        scheduled = [r["_id"] for r in active if r["status"] == "scheduled"]
+        storage.update_by_ids(db, scheduled, {"status": "scheduled"}, marks)
+        sending = {send_key(r): r["_id"] for r in active if r["status"] == "sending"}
+        if sending:
+            withdrawn, taken = withdraw(sorted(sending))
+            storage.update_by_ids(db, [sending[k] for k in withdrawn], {"status": "sending"},
+                                  marks)
+            handed_over |= {sending[k] for k in taken}
+    notify_cancelled(db, copy, now, relay)
+
+
+def notify_cancelled(db, copy, now, relay):
+    cancelled = db[storage.REMINDERS].find(
+        {"event_id": copy["_id"], "status": "cancelled", "cancelled_by": copy["version"]},
+        {"pending_events": 0}).sort("remind_at", 1)
     by_user = {}
-    for reminder in scheduled:
+    for reminder in cancelled:
         by_user.setdefault(reminder["user_id"], []).append(reminder)
     for user_id, reminders in by_user.items():
-        send_key = f"cancel:{copy['_id']}:{copy['version']}:{user_id}"
-        cancelled = [{**resource(r), "status": "cancelled"} for r in reminders]
+        key = f"cancel:{copy['_id']}:{copy['version']}:{user_id}"
+        if db[storage.NOTICES].find_one({"_id": key}, {"_id": 1}) is not None:
+            continue  # recorded by an earlier run: the outbox publishes it
         message = new_message(
             "notifications", "event_cancelled_notice", copy["_id"], copy["version"],
-            send_key=send_key, email=reminders[0]["email"], event=copy["event"],
-            notifications=cancelled,
+            send_key=key, email=reminders[0]["email"], event=copy["event"],
+            notifications=[resource(r) for r in reminders],
         )
         db[storage.NOTICES].update_one(
-            {"_id": send_key},
+            {"_id": key},
             {"$setOnInsert": {"user_id": user_id, "event_id": copy["_id"], "created_at": now,
                               "pending_events": [message]}},
             upsert=True,
         )
-        relay(storage.NOTICES, send_key)
-    if scheduled:
-        db[storage.REMINDERS].update_many(
-            {"_id": {"$in": [r["_id"] for r in scheduled]}, "status": "scheduled"},
-            {"$set": {"status": "cancelled", "updated_at": now}},
-        )
+        relay(storage.NOTICES, key)
+
+
+def settle(db, reminder, now, relay, withdraw):
+    """After a write that used the event copy: if the event changed meanwhile, make
+    the reminder follow it (the event handler may have looked before we wrote)."""
+    latest = storage.find_event(db, reminder["event_id"])
+    if not is_live(latest):
+        cancel_reminders(db, latest, now, relay, withdraw)
+    elif (reminder.get("before_minutes") is not None
+          and reminder.get("event_starts_at") != latest["starts_at"]):
+        move_relative_reminders(db, latest, now)
 
 
 # commands
@@ -154,14 +225,25 @@ def choose_email(user, requested):
     raise ValidationError({"email": [NOT_YOURS]})
 
 
-def check_user(user):
+def check_user(db, user):
+    """The caller's account: ``user`` as the gateway passed it, unless this service
+    has a newer version of it from the follow-up events (an address just removed)."""
     if not (isinstance(user, dict) and isinstance(user.get("id"), str)
             and isinstance(user.get("email"), str)):
         raise ValidationError({"user": ["Expected the caller's user resource."]})
+    stored = storage.find_account(db, user["id"])
+    if stored is None:
+        return user
+    if stored.get("deleted"):
+        raise Unauthorized("The account was deleted.")
+    version = user.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version < stored["version"]:
+        return {**user, "email": stored["email"], "secondary_emails": stored["secondary_emails"]}
+    return user
 
 
-def create(db, user, fields, now, fetch_event, relay):
-    check_user(user)
+def create(db, user, fields, now, fetch_event, relay, withdraw):
+    user = check_user(db, user)
     data = load(CreateFields(), fields)
     copy = known_event(db, data["event_id"], fetch_event)
     if not is_live(copy):
@@ -187,20 +269,15 @@ def create(db, user, fields, now, fetch_event, relay):
         "event_starts_at": copy["starts_at"] if before_minutes is not None else None,
         "status": "scheduled",
         "arm": 1,
+        "rev": 1,
         "created_at": now,
         "updated_at": now,
         "sent_at": None,
         "failure_reason": None,
     }
     storage.insert_reminder(db, reminder)
-    # The event may have changed since we read it, and its handler may have run
-    # before this reminder existed: check again now that it is stored.
-    latest = storage.find_event(db, copy["_id"])
-    if not is_live(latest):
-        cancel_reminders(db, latest, now, relay)
-    elif before_minutes is not None and latest["starts_at"] != copy["starts_at"]:
-        move_relative_reminders(db, latest, now)
-    return resource(storage.find_reminder(db, user["id"], reminder["_id"]))
+    settle(db, reminder, now, relay, withdraw)
+    return resource(storage.find_reminder(db, user["id"], reminder["_id"]) or reminder)
 
 
 def own_reminder(db, user_id, reminder_id):
@@ -232,66 +309,77 @@ def list_reminders(db, user_id, filters):
     return {"items": [resource(r) for r in page[:limit]], "next_cursor": next_cursor}
 
 
-def _changed_or_conflict(db, user_id, reminder_id, updated):
-    if updated is not None:
-        return resource(updated)
+def _retrying(db, user_id, reminder_id, attempt):
+    """Run ``attempt(reminder)`` on fresh reads until its compare-and-set wins: a
+    concurrent event move or follow-up must not turn the user's change into a 409."""
+    for _ in range(RETRIES):
+        updated = attempt(own_reminder(db, user_id, reminder_id))
+        if updated is not None:
+            return updated
     own_reminder(db, user_id, reminder_id)  # NotFound if it was deleted meanwhile
-    raise Conflict("The notification changed meanwhile; read it and try again.")
+    raise Conflict("The notification keeps changing; read it and try again.")
 
 
-def update(db, user, reminder_id, changes, now):
-    check_user(user)
-    reminder = own_reminder(db, user["id"], reminder_id)
+def update(db, user, reminder_id, changes, now, relay, withdraw):
+    user = check_user(db, user)
     data = load(Changes(), changes)
-    if reminder["status"] != "scheduled":
-        raise Conflict("Only a scheduled notification can be changed.")
-    new = {"updated_at": now}
-    if "email" in data:
-        new["email"] = choose_email(user, data["email"])
-        new["email_lc"] = new["email"].lower()
-    for field in ("subject", "message"):
-        if field in data:
-            new[field] = data[field]
-    if "remind_at" in data:
-        new.update(remind_at=data["remind_at"], before_minutes=None, event_starts_at=None)
-        field = "remind_at"
-    elif "before_minutes" in data:
-        copy = storage.find_event(db, reminder["event_id"])
-        if not is_live(copy):
-            raise ValidationError({"event_id": [DEAD_EVENT]})
-        new.update(remind_at=time_before(copy["starts_at"], data["before_minutes"]),
-                   before_minutes=data["before_minutes"], event_starts_at=copy["starts_at"])
-        field = "before_minutes"
-    if "remind_at" in new and new["remind_at"] <= now:
-        raise ValidationError({field: [IN_THE_PAST]})
-    updated = storage.update_reminder_if(
-        db, reminder["_id"], {"status": "scheduled", "updated_at": reminder["updated_at"]},
-        {"$set": new},
-    )
-    return _changed_or_conflict(db, user["id"], reminder_id, updated)
+    own_reminder(db, user["id"], reminder_id)  # an unknown id is a 404 before any 409
+
+    def attempt(reminder):
+        if reminder["status"] != "scheduled":
+            raise Conflict("Only a scheduled notification can be changed.")
+        new = {"updated_at": now}
+        if "email" in data:
+            new["email"] = choose_email(user, data["email"])
+            new["email_lc"] = new["email"].lower()
+        for name in ("subject", "message"):
+            if name in data:
+                new[name] = data[name]
+        field = None
+        if "remind_at" in data:
+            new.update(remind_at=data["remind_at"], before_minutes=None, event_starts_at=None)
+            field = "remind_at"
+        elif "before_minutes" in data:
+            copy = storage.find_event(db, reminder["event_id"])
+            if not is_live(copy):
+                raise ValidationError({"event_id": [DEAD_EVENT]})
+            new.update(remind_at=time_before(copy["starts_at"], data["before_minutes"]),
+                       before_minutes=data["before_minutes"], event_starts_at=copy["starts_at"])
+            field = "before_minutes"
+        if field and new["remind_at"] <= now:
+            raise ValidationError({field: [IN_THE_PAST]})
+        return storage.update_reminder_if(db, reminder, {"status": "scheduled"}, {"$set": new})
+
+    updated = _retrying(db, user["id"], reminder_id, attempt)
+    settle(db, updated, now, relay, withdraw)
+    return get(db, user["id"], reminder_id)
 
 
-def snooze(db, user_id, reminder_id, minutes, now):
-    reminder = own_reminder(db, user_id, reminder_id)
+def snooze(db, user_id, reminder_id, minutes, now, relay, withdraw):
+    own_reminder(db, user_id, reminder_id)
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 10080:
         raise ValidationError({"minutes": ["Must be a whole number from 1 to 10080."]})
-    expected = {"status": reminder["status"], "updated_at": reminder["updated_at"]}
-    # A snoozed reminder is at a time the user chose: it no longer follows the event.
-    new = {"before_minutes": None, "event_starts_at": None, "updated_at": now}
-    if reminder["status"] == "scheduled":
-        new["remind_at"] = reminder["remind_at"] + timedelta(minutes=minutes)
-        update = {"$set": new}
-    elif reminder["status"] in ("sent", "failed"):
-        if not is_live(storage.find_event(db, reminder["event_id"])):
-            raise Conflict("The event was cancelled or deleted.")
-        # a new arm means a new send key, so the mailer sends this one too
-        new.update(remind_at=now + timedelta(minutes=minutes), status="scheduled",
-                   sent_at=None, send_key=None, failure_reason=None)
-        update = {"$set": new, "$inc": {"arm": 1}}
-    else:
-        raise Conflict("A cancelled notification, or one being sent, cannot be snoozed.")
-    updated = storage.update_reminder_if(db, reminder["_id"], expected, update)
-    return _changed_or_conflict(db, user_id, reminder_id, updated)
+
+    def attempt(reminder):
+        # A snoozed reminder is at a time the user chose: it no longer follows the event.
+        new = {"before_minutes": None, "event_starts_at": None, "updated_at": now}
+        if reminder["status"] == "scheduled":
+            new["remind_at"] = reminder["remind_at"] + timedelta(minutes=minutes)
+            change = {"$set": new}
+        elif reminder["status"] in ("sent", "failed"):
+            if not is_live(storage.find_event(db, reminder["event_id"])):
+                raise Conflict("The event was cancelled or deleted.")
+            # a new arm means a new send key, so the mailer sends this one too
+            new.update(remind_at=now + timedelta(minutes=minutes), status="scheduled",
+                       sent_at=None, failure_reason=None, last_error=None)
+            change = {"$set": new, "$inc": {"arm": 1}}
+        else:
+            raise Conflict("A cancelled notification, or one being sent, cannot be snoozed.")
+        return storage.update_reminder_if(db, reminder, {"status": reminder["status"]}, change)
+
+    updated = _retrying(db, user_id, reminder_id, attempt)
+    settle(db, updated, now, relay, withdraw)
+    return get(db, user_id, reminder_id)
 
 
 def delete(db, user_id, reminder_id):
@@ -301,35 +389,96 @@ def delete(db, user_id, reminder_id):
 
 # what the mailer reports
 
-def on_email_sent(db, data, now):
-    if data.get("notification_id") is None:
-        return  # a welcome or cancellation email: no reminder to update
-    db[storage.REMINDERS].update_one(
-        {"_id": data["notification_id"], "send_key": data["send_key"], "status": "sending"},
-        {"$set": {"status": "sent", "sent_at": parse_time(data["sent_at"]), "updated_at": now}},
-    )
-
-
-def on_email_failed(db, data, now):
-    if data.get("notification_id") is None:
-        return
-    db[storage.REMINDERS].update_one(
-        {"_id": data["notification_id"], "send_key": data["send_key"], "status": "sending"},
-        {"$set": {"status": "failed", "failure_reason": data["reason"], "updated_at": now}},
-    )
+def on_delivery_report(db, outcomes, now):
+    """mailer.delivery_report: ``sent`` and ``failed`` are final; ``deferred`` (a
+    transient failure) is handed over again after a backoff. Returns the earliest
+    of those times (when to sweep), or None. An outcome that no longer matches the
+    reminder (another arming, a deleted reminder) changes nothing; the mailer's
+    outcome also wins over a ``failed`` that this service decided itself when it
+    gave up waiting for one (``unconfirmed``)."""
+    writes, deferred = [], []
+    for item in outcomes if isinstance(outcomes, list) else []:
+        parsed = parse_send_key(item.get("send_key")) if isinstance(item, dict) else None
+        if parsed is None:
+            continue  # a welcome or cancellation email, or nothing we know
+        reminder_id, arm = parsed
+        status, reason = item.get("status"), item.get("reason")
+        if status == "sent":
+            try:
+                sent_at = parse_time(item["at"])
+            except (KeyError, TypeError, ValueError):
+                sent_at = now
+            change = {"$set": {"status": "sent", "sent_at": sent_at, "failure_reason": None,
+                               "updated_at": now}, "$inc": {"rev": 1}}
+        elif status == "failed":
+            change = {"$set": {"status": "failed", "failure_reason": str(reason or "failed"),
+                               "updated_at": now}, "$inc": {"rev": 1}}
+        elif status == "deferred":
+            deferred.append((reminder_id, arm, str(reason or "")))
+            continue
+        else:
+            continue
+        writes.append(UpdateOne({"_id": reminder_id, "arm": arm, "status": "sending"}, change))
+        # the mailer's word wins over a give-up of ours (scheduler.sweep)
+        writes.append(UpdateOne({"_id": reminder_id, "arm": arm, "status": "failed",
+                                 "unconfirmed": True}, {**change, "$unset": {"unconfirmed": ""}}))
+    next_try = None
+    if deferred:
+        attempts = {r["_id"]: r.get("delivery_attempts") or 1 for r in storage.find_by_ids(
+            db, [d[0] for d in deferred], {"status": "sending"},
+            {"delivery_attempts": 1})}
+        for reminder_id, arm, reason in deferred:
+            if reminder_id not in attempts:
+                continue
+            retry_at = now + timedelta(seconds=min(MAX_DEFERRAL_SECONDS,
+                                                   2 ** attempts[reminder_id]))
+            next_try = retry_at if next_try is None else min(next_try, retry_at)
+            writes.append(UpdateOne(
+                {"_id": reminder_id, "arm": arm, "status": "sending"},
+                {"$set": {"lease_until": retry_at, "last_error": reason}}))
+    if writes:
+        db[storage.REMINDERS].bulk_write(writes, ordered=False)
+    return next_try
 
 
 # account follow-ups
 
-def follow_to_primary(db, user, old_email, now):
-    """Reminders using an address the account no longer has go to its primary.
-    A reminder whose mail is already in flight keeps the address it went to."""
+def account_copy(user, version):
+    emails = [user["email"], *(user.get("secondary_emails") or [])]
+    return {"_id": user["id"], "version": int(version), "deleted": False,
+            "email": user["email"], "secondary_emails": emails[1:],
+            "emails": [e.lower() for e in emails]}
+
+
+def on_account_message(db, message, now):
+    """users.user_email_changed / user_email_removed: keep the newest version of the
+    account; reminders on an address it no longer has go to its primary. An older
+    version arriving late changes nothing, so A -> B, then B -> C, applied in either
+    order, leaves the reminders on C."""
+    account = account_copy(message["data"]["user"], message["version"])
+    if storage.store_account(db, account):
+        follow_to_primary(db, account, now)
+
+
+def follow_to_primary(db, account, now):
     db[storage.REMINDERS].update_many(
-        {"user_id": user["id"], "email_lc": old_email.lower(), "status": {"$ne": "sending"}},
-        {"$set": {"email": user["email"], "email_lc": user["email"].lower(), "updated_at": now}},
+        {"user_id": account["_id"], "status": {"$in": storage.ACTIVE},
+         "email_lc": {"$nin": account["emails"]}},
+        {"$set": {"email": account["email"], "email_lc": account["email"].lower(),
+                  "updated_at": now}, "$inc": {"rev": 1}},
     )
 
 
-def on_user_deleted(db, user_id):
+def on_user_deleted(db, message, now, withdraw):
+    """users.user_deleted: the account's reminders are deleted, and the mailer keeps
+    those it has not handed to SMTP yet from going out."""
+    user_id = message["data"]["user_id"]
+    storage.store_account(db, {"_id": user_id, "version": int(message["version"]),
+                               "deleted": True}, replace_equal=True)
+    # scheduled ones first: after that the scheduler can claim none of them
+    db[storage.REMINDERS].delete_many({"user_id": user_id, "status": "scheduled"})
+    sending = [send_key(r) for r in db[storage.REMINDERS].find(
+        {"user_id": user_id, "status": "sending"}, {"_id": 1, "arm": 1})]
+    if sending:
+        withdraw(sending)
     db[storage.REMINDERS].delete_many({"user_id": user_id})
-

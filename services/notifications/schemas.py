@@ -17,15 +17,28 @@ MAX_MINUTES = 10 * 366 * 24 * 60
 ONE_OF = "Give exactly one of remind_at or before_minutes."
 
 
+def no_control_characters(allowed=""):
+    """API.md: no control characters but ``\n`` and ``\t`` in a message, none in a subject
+    (a line break in a subject would end up in an email header)."""
+    banned = {chr(c) for c in (*range(32), 127)} - set(allowed)
+    named = "line breaks or control characters" if not allowed else "control characters"
+
+    def check(value):
+        if any(ch in banned for ch in value):
+            raise ValidationError(f"Must not contain {named}.")
+    return check
+
+
 class _Timing(Schema):
     class Meta:
         unknown = RAISE
 
     remind_at = fields.AwareDateTime(format="iso")
     before_minutes = fields.Integer(strict=True, validate=validate.Range(0, MAX_MINUTES))
-    email = fields.String(validate=validate.Length(3, 320))
-    subject = fields.String(validate=validate.Length(1, 200))
-    message = fields.String(allow_none=True, validate=validate.Length(0, 4000))
+    email = fields.String(validate=[validate.Length(3, 320), no_control_characters()])
+    subject = fields.String(validate=[validate.Length(1, 200), no_control_characters()])
+    message = fields.String(allow_none=True, validate=[validate.Length(0, 4000),
+                                                       no_control_characters("\n\t")])
 
 
 class CreateFields(_Timing):

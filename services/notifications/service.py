@@ -8,6 +8,7 @@ from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
+from bus.announce import Announcer
 from bus.config import setting
 from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
@@ -18,6 +19,7 @@ from bus.outbox import Outbox
 from bus.reliable import subscribe
 
 from . import handlers, scheduler, storage
+from .handlers import parse_time
 
 
 class NotificationsService:
@@ -25,18 +27,25 @@ class NotificationsService:
 
     db = Mongo(prepare=storage.ensure_indexes)
     health = database_health
-    outbox = Outbox([storage.REMINDERS, storage.NOTICES])
+    outbox = Outbox([storage.NOTICES])
+    announce = Announcer()  # reminder_due: the reminders' lease covers a lost message
+    clock = scheduler.Clock()
     context = CallContext()
     consul = ConsulRegistration()
     config = Config()
     # Only for an event that has not reached the local copy yet (handlers.known_event).
     events_rpc = RpcProxy("events")
+    # To keep a reminder the mailer has not handed to SMTP yet from going out.
+    mailer_rpc = RpcProxy("mailer")
 
     # RPC (the gateway)
 
     @rpc
     def create(self, user, fields):
-        return handlers.create(self.db, user, fields, utc_now(), self._fetch_event, self.outbox)
+        created = handlers.create(self.db, user, fields, utc_now(), self._fetch_event,
+                                  self.outbox, self._withdraw)
+        self.clock.wake(parse_time(created["remind_at"]))
+        return created
 
     @rpc
     def list(self, user_id, filters):
@@ -48,66 +57,93 @@ class NotificationsService:
 
     @rpc
     def update(self, user, notification_id, changes):
-        return handlers.update(self.db, user, notification_id, changes, utc_now())
+        updated = handlers.update(self.db, user, notification_id, changes, utc_now(),
+                                  self.outbox, self._withdraw)
+        self.clock.wake(parse_time(updated["remind_at"]))
+        return updated
 
     @rpc
     def snooze(self, user_id, notification_id, minutes):
-        return handlers.snooze(self.db, user_id, notification_id, minutes, utc_now())
+        snoozed = handlers.snooze(self.db, user_id, notification_id, minutes, utc_now(),
+                                  self.outbox, self._withdraw)
+        self.clock.wake(parse_time(snoozed["remind_at"]))
+        return snoozed
 
     @rpc
     def delete(self, user_id, notification_id):
         handlers.delete(self.db, user_id, notification_id)
 
-    # the scheduler (fires on every instance; claims are atomic)
+    # the scheduler: fires on every instance (claims are atomic); a tick with nothing
+    # due asks the database nothing (scheduler.Clock)
 
-    @timer(interval=0.25)
-    def send_due_reminders(self):
-        catch_up = float(setting(self.config, "REMINDER_CATCH_UP_HOURS", 24))
-        scheduler.tick(self.db, utc_now(), self.outbox, catch_up)
+    @timer(interval=0.05)
+    def hand_over_due_reminders(self):
+        scheduler.tick(self.db, self.clock, utc_now(), self.announce, self._withdraw,
+                       self.outbox, self._settings())
 
     # events
 
     @subscribe("events", "event_created")
     def on_event_created(self, message):
-        handlers.on_event_message(self.db, message, utc_now(), self.outbox)
+        self._on_event(message)
 
     @subscribe("events", "event_updated")
     def on_event_updated(self, message):
-        handlers.on_event_message(self.db, message, utc_now(), self.outbox)
+        self._on_event(message)
 
     @subscribe("events", "event_deleted")
     def on_event_deleted(self, message):
-        handlers.on_event_message(self.db, message, utc_now(), self.outbox)
+        self._on_event(message)
 
     @subscribe("users", "user_email_changed")
     def on_user_email_changed(self, message):
-        data = message["data"]
-        handlers.follow_to_primary(self.db, data["user"], data["old_email"], utc_now())
+        handlers.on_account_message(self.db, message, utc_now())
 
     @subscribe("users", "user_email_removed")
     def on_user_email_removed(self, message):
-        data = message["data"]
-        handlers.follow_to_primary(self.db, data["user"], data["email"], utc_now())
+        handlers.on_account_message(self.db, message, utc_now())
 
     @subscribe("users", "user_deleted")
     def on_user_deleted(self, message):
-        handlers.on_user_deleted(self.db, message["data"]["user_id"])
+        handlers.on_user_deleted(self.db, message, utc_now(), self._withdraw)
 
-    @subscribe("mailer", "email_sent")
-    def on_email_sent(self, message):
-        handlers.on_email_sent(self.db, message["data"], utc_now())
+    @subscribe("mailer", "delivery_report")
+    def on_delivery_report(self, message):
+        retry_at = handlers.on_delivery_report(self.db, message["data"]["outcomes"], utc_now())
+        if retry_at is not None:
+            self.clock.sweep_at(retry_at)
 
-    @subscribe("mailer", "email_failed")
-    def on_email_failed(self, message):
-        handlers.on_email_failed(self.db, message["data"], utc_now())
+    def _on_event(self, message):
+        handlers.on_event_message(self.db, message, utc_now(), self.outbox, self._withdraw)
+        self.clock.wake()  # relative reminders may have moved
+
+    def _settings(self):
+        config = self.config
+        return scheduler.Settings(
+            catch_up_hours=float(setting(config, "REMINDER_CATCH_UP_HOURS", 24)),
+            lease_seconds=float(setting(config, "REMINDER_LEASE_SECONDS", 30)),
+            give_up_seconds=float(setting(config, "REMINDER_GIVE_UP_SECONDS", 900)),
+            batch=int(setting(config, "REMINDER_BATCH", 50)),
+        )
+
+    def _rpc_seconds(self):
+        return float(setting(self.config, "RPC_TIMEOUT", 5))
 
     def _fetch_event(self, event_id):
         """events.get over AMQP RPC, bounded by RPC_TIMEOUT; None if there is no such event."""
-        seconds = float(setting(self.config, "RPC_TIMEOUT", 5))
         try:
-            with eventlet.Timeout(seconds):
+            with eventlet.Timeout(self._rpc_seconds()):
                 return self.events_rpc.get(event_id)
         except NotFound:
             return None
         except (eventlet.Timeout, UnknownService):
             raise Unavailable("The events service did not answer in time.") from None
+
+    def _withdraw(self, send_keys):
+        """mailer.withdraw over AMQP RPC, bounded by RPC_TIMEOUT: (withdrawn, taken)."""
+        try:
+            with eventlet.Timeout(self._rpc_seconds()):
+                answer = self.mailer_rpc.withdraw(send_keys)
+        except (eventlet.Timeout, UnknownService):
+            raise Unavailable("The mailer did not answer in time.") from None
+        return answer["withdrawn"], answer["taken"]

@@ -4,33 +4,49 @@
   the resource fields it keeps ``user_id``, ``email_lc`` (for case-insensitive
   follow-ups), ``event_starts_at`` (the start a relative reminder was computed
   from, so moving it is idempotent), ``arm`` (bumped when a sent reminder is
-  re-armed, part of its send key) and ``send_key`` while it is being sent.
-  Internal status ``sending`` (claimed by the scheduler, mail in flight) shows
-  as ``scheduled`` in the resource.
+  re-armed, part of its send key) and ``rev`` (bumped by every change a
+  compare-and-set depends on: two writes in one millisecond share an
+  ``updated_at``). While the mailer has it (internal status ``sending``, shown as
+  ``scheduled``): ``claim`` (which hand-over), ``claimed_at`` (the first),
+  ``lease_until`` (when to hand it over again if no outcome came),
+  ``delivery_attempts`` and ``last_error``. ``cancelled_by``: the event version
+  that cancelled it (its notice is built from that).
 - ``events``: this service's copy of the events it needs, fed by ``events.*``,
   each applied only if its ``version`` is newer. A deleted event stays as a
   tombstone so a late ``event_updated`` cannot bring it back.
+- ``accounts``: the account behind the follow-ups, the same way: ``version``,
+  ``email``, ``emails`` (all of them, lower-case); ``deleted`` for a tombstone.
 - ``notices``: one document per "your event was cancelled" email (``_id`` is its
   send key), which holds that email's outgoing message.
+
+SecantusDB costs: an update rewrites every index entry of the document, so the
+reminders have no index beyond what a query needs; ``$in`` is matched linearly per
+document, so lists of ids go in chunks of ``CHUNK``.
 """
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 REMINDERS = "notifications"
 EVENTS = "events"
+ACCOUNTS = "accounts"
 NOTICES = "notices"
 ACTIVE = ["scheduled", "sending"]
+CHUNK = 50
 
 
 def ensure_indexes(db):
     reminders = db[REMINDERS]
-    # the scheduler: due reminders, oldest first
+    # the scheduler: due reminders, oldest first; and the ones in the mailer's hands
     reminders.create_index([("status", ASCENDING), ("remind_at", ASCENDING)])
     # a user's list, keyset-paged on (remind_at, _id)
     reminders.create_index([("user_id", ASCENDING), ("remind_at", ASCENDING), ("_id", ASCENDING)])
     # follow-ups of an event
     reminders.create_index([("event_id", ASCENDING), ("status", ASCENDING)])
 
+
+def chunks(items, size=CHUNK):
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 # reminders
@@ -39,27 +55,48 @@ def find_reminder(db, user_id, reminder_id):
     """The user's reminder, or None (also for another user's, or a non-string id)."""
     if not isinstance(reminder_id, str) or not isinstance(user_id, str):
         return None
-    return db[REMINDERS].find_one({"_id": reminder_id, "user_id": user_id})
+    return db[REMINDERS].find_one({"_id": reminder_id, "user_id": user_id},
+                                  {"pending_events": 0})
 
 
 def insert_reminder(db, document):
     db[REMINDERS].insert_one(document)
 
 
-def update_reminder_if(db, reminder_id, expected, update):
-    """Apply ``update`` if the reminder still matches ``expected`` (compare-and-set);
-    the updated document, or None if it changed meanwhile."""
+def update_reminder_if(db, reminder, expected, update):
+    """Apply ``update`` if ``reminder`` is unchanged since it was read (same ``rev``)
+    and still matches ``expected`` (compare-and-set); the updated document, or None if
+    it changed meanwhile."""
     # update_one + find_one: SecantusDB's find_one_and_update scans the whole collection
-    result = db[REMINDERS].update_one({"_id": reminder_id, **expected}, update)
+    update = {**update, "$inc": {**update.get("$inc", {}), "rev": 1}}
+    result = db[REMINDERS].update_one(
+        {"_id": reminder["_id"], "rev": reminder.get("rev"), **expected}, update)
     if not result.modified_count:
         return None
-    return db[REMINDERS].find_one({"_id": reminder_id}, {"pending_events": 0})
+    return db[REMINDERS].find_one({"_id": reminder["_id"]}, {"pending_events": 0})
 
 
 def delete_reminder(db, user_id, reminder_id):
     if not isinstance(reminder_id, str):
         return False
     return db[REMINDERS].delete_one({"_id": reminder_id, "user_id": user_id}).deleted_count == 1
+
+
+def find_by_ids(db, ids, query=None, projection=None):
+    found = []
+    for chunk in chunks(ids):
+        found += db[REMINDERS].find({"_id": {"$in": chunk}, **(query or {})},
+                                    projection or {"pending_events": 0})
+    return found
+
+
+def update_by_ids(db, ids, query, update):
+    """``update_many`` over ``ids`` (in chunks) that still match ``query``; how many."""
+    changed = 0
+    for chunk in chunks(ids):
+        changed += db[REMINDERS].update_many({"_id": {"$in": chunk}, **query},
+                                             update).modified_count
+    return changed
 
 
 def page_of_reminders(db, query, after, limit):
@@ -78,28 +115,48 @@ def page_of_reminders(db, query, after, limit):
     return page
 
 
-# the local copy of events
+# the local copies of events and accounts
 
 def find_event(db, event_id):
     """The stored copy, tombstones included (``deleted: True``)."""
     return db[EVENTS].find_one({"_id": event_id})
 
 
+def find_events(db, event_ids):
+    found = {}
+    for chunk in chunks(event_ids):
+        found.update((e["_id"], e) for e in db[EVENTS].find({"_id": {"$in": chunk}}))
+    return found
+
+
 def store_event(db, document, replace_equal=False):
     """Store ``document`` unless the copy already has a newer version (or the same
     one, unless ``replace_equal``: a tombstone wins over its own last version).
     True if stored."""
+    return _store_versioned(db[EVENTS], document, replace_equal)
+
+
+def find_account(db, user_id):
+    return db[ACCOUNTS].find_one({"_id": user_id}) if isinstance(user_id, str) else None
+
+
+def store_account(db, document, replace_equal=False):
+    """The same rule as for events: only a newer version is stored. True if stored."""
+    return _store_versioned(db[ACCOUNTS], document, replace_equal)
+
+
+def _store_versioned(collection, document, replace_equal):
     older = "$lte" if replace_equal else "$lt"
-    result = db[EVENTS].update_one(
+    result = collection.update_one(
         {"_id": document["_id"], "version": {older: document["version"]}},
         {"$set": document},
     )
     if result.matched_count:
         return True
-    if db[EVENTS].find_one({"_id": document["_id"]}, {"_id": 1}) is not None:
+    if collection.find_one({"_id": document["_id"]}, {"_id": 1}) is not None:
         return False  # same or newer version already here
     try:
-        db[EVENTS].insert_one(document)
+        collection.insert_one(document)
         return True
     except DuplicateKeyError:  # a concurrent writer inserted it first: compare again
-        return store_event(db, document, replace_equal)
+        return _store_versioned(collection, document, replace_equal)

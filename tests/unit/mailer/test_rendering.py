@@ -1,6 +1,9 @@
 """What a reminder, a cancellation notice and a welcome email say."""
 import email
+from datetime import datetime, timezone
 from email import policy
+
+import pytest
 
 from services.mailer import smtp
 
@@ -21,14 +24,15 @@ NOTIFICATION = {
 
 
 def parsed(message):
-    """The message as a receiving client sees it."""
-    return email.message_from_bytes(message.as_bytes(), policy=policy.default)
+    """The message as a receiving client sees it (strict: any defect raises)."""
+    return email.message_from_bytes(message.data, policy=policy.strict)
 
 
 def parts(message):
     received = parsed(message)
-    text = received.get_body(("plain",)).get_content()
-    html = received.get_body(("html",)).get_content()
+    # a client shows the canonical CRLF line breaks as line breaks
+    text = received.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    html = received.get_body(("html",)).get_content().replace("\r\n", "\n")
     attachments = {p.get_filename(): p for p in received.iter_attachments()}
     return received, text, html, attachments
 
@@ -82,6 +86,7 @@ def test_message_id_depends_only_on_the_send_key():
     first = smtp.reminder_email(NOTIFICATION, EVENT, "reminder:n1:1")
     again = smtp.reminder_email({**NOTIFICATION, "message": None}, EVENT, "reminder:n1:1")
     other = smtp.reminder_email(NOTIFICATION, EVENT, "reminder:n1:2")
+    first, again, other = parsed(first), parsed(again), parsed(other)
     assert first["Message-ID"] == again["Message-ID"] != other["Message-ID"]
     assert first[smtp.SEND_KEY_HEADER] == "reminder:n1:1"
 
@@ -107,3 +112,52 @@ def test_welcome_email():
     received, text, html, _ = parts(smtp.welcome_email(user, "welcome:u1"))
     assert received["To"] == "ann@example.com"
     assert "Welcome to EventPost, ann!" in text and "ann@example.com" in html
+
+
+def test_every_email_has_the_headers_rfc_5322_requires_and_valid_mime():
+    now = datetime(2026, 12, 1, 12, 0, 5, tzinfo=timezone.utc)
+    for message in (smtp.reminder_email(NOTIFICATION, EVENT, "reminder:n1:1", now=now),
+                    smtp.cancelled_email("ann@example.com", EVENT, [NOTIFICATION], "c", now=now),
+                    smtp.welcome_email({"username": "ann", "email": "ann@example.com"}, "w",
+                                       now=now)):
+        raw = message.data
+        assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
+        assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+        received = parsed(message)
+        assert received["Date"] == "Tue, 01 Dec 2026 12:00:05 +0000"
+        assert received["Date"].datetime == now
+        assert received["From"] == "EventPost <no-reply@eventpost.localhost>"
+        assert received["Message-ID"].startswith("<") and received["MIME-Version"] == "1.0"
+        assert all(not part.defects for part in received.walk())
+        assert message.sender == "no-reply@eventpost.localhost"
+        assert message.recipients == ["ann@example.com"]
+
+
+def test_line_breaks_in_a_subject_or_title_cannot_inject_headers():
+    notification = {**NOTIFICATION, "subject": "Doors\r\nBcc: victim@example.org"}
+    event = {**EVENT, "title": "Jazz\nnight"}
+    received = parsed(smtp.reminder_email(notification, event, "reminder:n1:1"))
+    assert received["Subject"] == "Doors  Bcc: victim@example.org"
+    assert received["Bcc"] is None
+    notice = parsed(smtp.cancelled_email("ann@example.com", event, [notification], "c"))
+    assert notice["Subject"] == "Cancelled: Jazz night"
+    assert notice["Bcc"] is None
+
+
+def test_non_ascii_subject_sender_and_long_subject_are_encoded():
+    notification = {**NOTIFICATION, "subject": "Erinnerung: Café Übermut " + "sehr " * 30}
+    message = smtp.reminder_email(notification, EVENT, "reminder:n1:1",
+                                  sender="Événements <events@example.org>")
+    received = parsed(message)
+    assert received["Subject"] == notification["subject"].strip()
+    assert received["From"] == "Événements <events@example.org>"
+    assert message.data.isascii()  # RFC 2047 words: any server takes it
+    assert message.sender == "events@example.org"
+
+
+def test_an_email_that_cannot_be_encoded_is_a_build_error_with_the_reason():
+    with pytest.raises(smtp.BuildError) as error:
+        smtp.reminder_email({**NOTIFICATION, "message": "bad \udc80 text"}, EVENT, "k")
+    assert "cannot write the email" in str(error.value)
+    with pytest.raises(smtp.BuildError):
+        smtp.reminder_email(NOTIFICATION, {"id": "e1"}, "k")  # an event without its fields

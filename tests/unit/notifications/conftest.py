@@ -3,7 +3,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bus.messages import iso, new_message
-from services.notifications import handlers, storage
+from services.mailer import storage as mailer_storage
+from services.notifications import handlers, scheduler, storage
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -11,6 +12,50 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def db(new_database):
     return new_database("notifications", prepare=storage.ensure_indexes)
+
+
+@pytest.fixture
+def mailer_db(new_database):
+    return new_database("mailer")
+
+
+@pytest.fixture
+def withdraw(mailer_db):
+    """The mailer's withdrawal (its storage, on its own database), as the RPC runs it;
+    ``withdraw.take(key)`` stands for the mailer handing that key to SMTP first."""
+    def call(send_keys):
+        call.calls.append(list(send_keys))
+        return mailer_storage.withdraw(mailer_db, send_keys, "test-mailer", NOW)
+
+    def take(key):
+        mailer_storage.take(mailer_db, [{"_id": key, "kind": "reminder", "holder": "m1",
+                                         "at": NOW}])
+
+    call.calls, call.take = [], take
+    return call
+
+
+@pytest.fixture
+def published():
+    """Stands in for the Announcer: the messages published, in order."""
+    messages = []
+
+    def publish(message):
+        messages.append(message)
+
+    publish.messages = messages
+    publish.reminders = lambda: [item for m in messages if m["event_type"] == "reminder_due"
+                                 for item in m["data"]["reminders"]]
+    return publish
+
+
+@pytest.fixture
+def hand_over(db, published, withdraw, relayed):
+    """``hand_over(at)``: the scheduler claims what is due at ``at`` and publishes it."""
+    def run(at, settings=None, publish=None):
+        return scheduler.claim_due(db, at, publish or published, withdraw, relayed,
+                                   settings or scheduler.Settings(), clock=lambda: at)
+    return run
 
 
 @pytest.fixture
@@ -49,9 +94,14 @@ def event_message(event_type, resource):
     return new_message("events", event_type, resource["id"], resource["version"], **data)
 
 
+def no_withdraw(send_keys):
+    raise AssertionError(f"nothing should be withdrawn here: {send_keys}")
+
+
 def known(db, resource, relay=lambda *a: None):
     """Put ``resource`` into the service's local copy, as event_created does."""
-    handlers.on_event_message(db, event_message("event_created", resource), NOW, relay)
+    handlers.on_event_message(db, event_message("event_created", resource), NOW, relay,
+                              no_withdraw)
     return resource
 
 

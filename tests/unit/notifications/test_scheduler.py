@@ -1,69 +1,224 @@
-"""Claiming due reminders: once, with their reminder_due message, however many instances."""
+"""Handing due reminders to the mailer: once, in batches, with their message, however
+many instances; again after the lease; never stuck; asleep when nothing is due."""
 from datetime import timedelta
 
 import eventlet
 import pytest
+from pymongo import MongoClient, monitoring
 
-from bus.errors import Conflict
 from services.notifications import handlers, scheduler, storage
 
-from .conftest import NOW, event, known, no_fetch, user
+from .conftest import NOW, event, event_message, known, no_fetch, no_withdraw, user
+
+SETTINGS = scheduler.Settings()
 
 
-def schedule(db, relay, remind_at, who=None):
-    return handlers.create(db, who or user(), {"event_id": "e1", "remind_at": remind_at}, NOW,
-                           no_fetch, relay)
+def schedule(db, relay, remind_at, who=None, event_id="e1"):
+    return handlers.create(db, who or user(), {"event_id": event_id, "remind_at": remind_at},
+                           NOW, no_fetch, relay, no_withdraw)
 
 
-def test_claims_due_reminders_once_with_their_message(db, relayed):
+def stored(db, reminder_id):
+    return db[storage.REMINDERS].find_one({"_id": reminder_id})
+
+
+def test_claims_due_reminders_once_in_one_message_with_all_the_mailer_needs(
+        db, relayed, hand_over, published):
     known(db, event())
-    due = schedule(db, relayed, "2026-12-01T12:00:05Z")
+    known(db, event(event_id="e2"))
+    due = [schedule(db, relayed, "2026-12-01T12:00:05Z") for _ in range(3)]
+    other = schedule(db, relayed, "2026-12-01T12:00:04Z", event_id="e2")
     later = schedule(db, relayed, "2026-12-01T12:00:10Z")
     at = NOW + timedelta(seconds=6)
-    assert scheduler.claim_due(db, at, relayed) == 1
-    assert scheduler.claim_due(db, at, relayed) == 0
-    assert relayed.calls == [(storage.REMINDERS, due["id"])]
-    stored = db[storage.REMINDERS].find_one({"_id": due["id"]})
-    [message] = stored["pending_events"]
+    hand_over(at)
+    hand_over(at)
+    [message] = published.messages
     assert message["event_type"] == "reminder_due"
-    assert message["data"]["send_key"] == f"reminder:{due['id']}:1" == stored["send_key"]
-    assert message["data"]["notification"]["email"] == "ann@example.com"
-    assert message["data"]["event"]["title"] == "Jazz night"
-    # in flight, the user still sees it scheduled, and cannot change it any more
-    assert handlers.get(db, "u1", due["id"])["status"] == "scheduled"
-    with pytest.raises(Conflict):
-        handlers.update(db, user(), due["id"], {"subject": "x"}, at)
-    assert handlers.get(db, "u1", later["id"])["status"] == "scheduled"
+    items = message["data"]["reminders"]
+    assert sorted(i["notification"]["id"] for i in items) == sorted(
+        r["id"] for r in [*due, other])
+    for item in items:
+        assert item["send_key"] == f"reminder:{item['notification']['id']}:1"
+        assert item["attempt"] == 1
+        assert item["notification"]["email"] == "ann@example.com"
+        assert message["data"]["events"][item["event_id"]]["title"] == "Jazz night"
+    assert set(message["data"]["events"]) == {"e1", "e2"}
+    # in flight, the user still sees it scheduled; the later one is not touched
+    assert handlers.get(db, "u1", due[0]["id"])["status"] == "scheduled"
+    assert stored(db, due[0]["id"])["status"] == "sending"
+    assert stored(db, later["id"])["status"] == "scheduled"
 
 
-def test_competing_instances_claim_each_reminder_exactly_once(db, relayed):
+def test_a_burst_goes_out_in_batches(db, relayed, hand_over, published):
     known(db, event())
-    made = [schedule(db, relayed, "2026-12-01T12:00:05Z") for _ in range(40)]
-    at = NOW + timedelta(seconds=6)
-    pool = eventlet.GreenPool()
-    counts = list(pool.imap(lambda _: scheduler.claim_due(db, at, relayed), range(4)))
-    assert sum(counts) == 40
-    assert sorted(reminder_id for _, reminder_id in relayed.calls) == sorted(
+    made = [schedule(db, relayed, "2026-12-01T12:00:05Z") for _ in range(120)]
+    hand_over(NOW + timedelta(seconds=6), scheduler.Settings(batch=50))
+    sizes = sorted(len(m["data"]["reminders"]) for m in published.messages)
+    assert sizes == [20, 50, 50]
+    assert sorted(i["notification"]["id"] for i in published.reminders()) == sorted(
         m["id"] for m in made)
 
 
-def test_reminders_missed_longer_than_the_catch_up_window_fail(db, relayed):
+def test_competing_instances_hand_each_reminder_over_exactly_once(db, relayed, published,
+                                                                 withdraw):
+    known(db, event())
+    made = [schedule(db, relayed, "2026-12-01T12:00:05Z") for _ in range(60)]
+    at = NOW + timedelta(seconds=6)
+    settings = scheduler.Settings(batch=10)
+    pool = eventlet.GreenPool()
+    list(pool.imap(lambda _: scheduler.claim_due(db, at, published, withdraw, relayed,
+                                                 settings, clock=lambda: at), range(4)))
+    keys = [item["send_key"] for item in published.reminders()]
+    assert sorted(keys) == sorted(f"reminder:{m['id']}:1" for m in made)
+
+
+def test_reminders_missed_longer_than_the_catch_up_window_fail(db, relayed, hand_over,
+                                                               published):
     known(db, event())
     old = schedule(db, relayed, "2026-12-01T13:00:00Z")
     recent = schedule(db, relayed, "2026-12-02T12:00:00Z")
     back_up = NOW + timedelta(days=1, hours=2)  # the system was down for a day
-    scheduler.tick(db, back_up, relayed, catch_up_hours=24)
+    hand_over(back_up)
     missed = handlers.get(db, "u1", old["id"])
     assert (missed["status"], missed["failure_reason"]) == ("failed", "missed")
-    assert relayed.calls == [(storage.REMINDERS, recent["id"])]
+    assert [i["notification"]["id"] for i in published.reminders()] == [recent["id"]]
     # the user can still ask for it again
-    again = handlers.snooze(db, "u1", old["id"], 5, back_up)
+    again = handlers.snooze(db, "u1", old["id"], 5, back_up, relayed, no_withdraw)
     assert (again["status"], again["failure_reason"]) == ("scheduled", None)
     assert again["remind_at"] == "2026-12-02T14:05:00Z"
 
 
-def test_reminder_of_a_cancelled_event_is_not_claimed(db, relayed):
+def test_a_reminder_of_an_event_cancelled_meanwhile_is_cancelled_not_handed_over(
+        db, relayed, hand_over, published, withdraw):
     known(db, event())
-    schedule(db, relayed, "2026-12-01T12:00:05Z")
-    db[storage.EVENTS].update_one({"_id": "e1"}, {"$set": {"status": "cancelled"}})
-    assert scheduler.claim_due(db, NOW + timedelta(seconds=6), relayed) == 0
+    mine = schedule(db, relayed, "2026-12-01T12:00:05Z")
+    # the copy says cancelled, its handler has not reached the reminders yet
+    storage.store_event(db, handlers.event_copy(event(version=2, status="cancelled")))
+    hand_over(NOW + timedelta(seconds=6))
+    assert published.reminders() == []
+    assert handlers.get(db, "u1", mine["id"])["status"] == "cancelled"
+    [notice] = db[storage.NOTICES].find()
+    assert [n["id"] for n in notice["pending_events"][0]["data"]["notifications"]] == [mine["id"]]
+
+
+def test_a_lost_hand_over_is_repeated_after_the_lease_with_the_same_key(
+        db, relayed, published, withdraw):
+    known(db, event())
+    mine = schedule(db, relayed, "2026-12-01T12:00:05Z")
+    at = NOW + timedelta(seconds=6)
+
+    def lost(message):
+        raise ConnectionError("the broker is down")
+
+    scheduler.claim_due(db, at, lost, withdraw, relayed, SETTINGS, clock=lambda: at)
+    # a failed publish is tried again soon, not after the whole lease
+    assert stored(db, mine["id"])["lease_until"] == at + timedelta(
+        seconds=SETTINGS.retry_publish_seconds)
+    assert scheduler.sweep(db, at + timedelta(seconds=1), published, withdraw, relayed,
+                           SETTINGS) == at + timedelta(seconds=2)
+    assert published.messages == []
+    scheduler.sweep(db, at + timedelta(seconds=2), published, withdraw, relayed, SETTINGS)
+    [item] = published.reminders()
+    assert (item["send_key"], item["attempt"]) == (f"reminder:{mine['id']}:1", 2)
+    # and if that one is lost too (the process died): again after the lease
+    later = at + timedelta(seconds=2 + SETTINGS.lease_seconds)
+    scheduler.sweep(db, later - timedelta(seconds=1), published, withdraw, relayed, SETTINGS)
+    assert len(published.reminders()) == 1
+    scheduler.sweep(db, later, published, withdraw, relayed, SETTINGS)
+    assert [i["attempt"] for i in published.reminders()] == [2, 3]
+
+
+def test_nothing_stays_sending_past_the_give_up_time(db, relayed, hand_over, published,
+                                                     withdraw):
+    known(db, event())
+    mine = schedule(db, relayed, "2026-12-01T12:00:05Z")
+    at = NOW + timedelta(seconds=6)
+    hand_over(at)
+    handlers.on_delivery_report(db, [{"send_key": f"reminder:{mine['id']}:1",
+                                      "status": "deferred", "reason": "421 busy"}], at)
+    end = at + timedelta(seconds=SETTINGS.give_up_seconds + 1)
+    scheduler.sweep(db, end, published, withdraw, relayed, SETTINGS)
+    failed = handlers.get(db, "u1", mine["id"])
+    assert failed["status"] == "failed"
+    assert failed["failure_reason"] == "not delivered within 900 s; last error: 421 busy"
+    # the mailer's late word still counts
+    handlers.on_delivery_report(db, [{"send_key": f"reminder:{mine['id']}:1", "status": "sent",
+                                      "at": "2026-12-01T12:20:00Z"}], end)
+    assert handlers.get(db, "u1", mine["id"])["status"] == "sent"
+
+
+class Queries(monitoring.CommandListener):
+    """Counts the commands a client sends (what the idle scheduler costs)."""
+
+    def __init__(self):
+        self.names = []
+
+    def started(self, event):
+        self.names.append(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+@pytest.fixture
+def counted(db, mongo_uri):
+    listener = Queries()
+    client = MongoClient(mongo_uri, tz_aware=True, event_listeners=[listener])
+    yield client[db.name], listener
+    client.close()
+
+
+def test_when_nothing_is_due_a_tick_asks_the_database_nothing(counted, relayed, published,
+                                                              withdraw):
+    db, queries = counted
+    known(db, event())
+    clock = scheduler.Clock()
+    clock.setup()
+    ticks = [NOW + timedelta(seconds=s / 20) for s in range(200)]  # 10 s at 20 ticks/s
+    queries.names.clear()
+    for now in ticks:
+        scheduler.tick(db, clock, now, published, withdraw, relayed, SETTINGS)
+    # a look ahead every `horizon` seconds, a sweep every `sweep_every`
+    expected = 10 / SETTINGS.horizon + 10 / SETTINGS.sweep_every
+    assert len(queries.names) <= expected + 2, queries.names
+    assert len(queries.names) / 10 <= 1.0  # well under 2 per second
+
+
+def test_a_tick_sleeps_until_the_next_due_time_and_a_new_reminder_wakes_it(
+        counted, relayed, published, withdraw):
+    db, queries = counted
+    known(db, event())
+    schedule(db, relayed, "2026-12-01T12:00:01.500Z")
+    clock = scheduler.Clock()
+    clock.setup()
+    scheduler.tick(db, clock, NOW, published, withdraw, relayed, SETTINGS)
+    assert clock.next_due == handlers.parse_time("2026-12-01T12:00:01.500Z")
+    queries.names.clear()
+    scheduler.tick(db, clock, NOW + timedelta(seconds=1), published, withdraw, relayed,
+                   SETTINGS)
+    assert queries.names == []  # asleep
+    scheduler.tick(db, clock, NOW + timedelta(seconds=1.5), published, withdraw, relayed,
+                   SETTINGS)
+    assert len(published.reminders()) == 1
+    # created here, due sooner than anything known: wakes the clock for that time
+    soon = schedule(db, relayed, "2026-12-01T12:00:01.800Z")
+    clock.wake(handlers.parse_time(soon["remind_at"]))
+    assert clock.claim_needed(NOW + timedelta(seconds=1.8))
+    scheduler.tick(db, clock, NOW + timedelta(seconds=1.8), published, withdraw, relayed,
+                   SETTINGS)
+    assert len(published.reminders()) == 2
+
+
+def test_an_event_moving_its_reminders_earlier_wakes_the_scheduler(db, relayed):
+    known(db, event())
+    clock = scheduler.Clock()
+    clock.setup()
+    clock.next_due = NOW + timedelta(hours=1)
+    assert not clock.claim_needed(NOW)
+    handlers.on_event_message(db, event_message("event_updated", event(version=2)), NOW,
+                              relayed, no_withdraw)
+    clock.wake()  # what the service does after every event message
+    assert clock.claim_needed(NOW)

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 from services.notifications import handlers
 
-from .conftest import NOW, event, known, no_fetch, user
+from .conftest import NOW, event, known, no_fetch, no_withdraw, user
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -37,6 +37,6 @@ def test_created_relative_reminder_before_an_event_on_the_change_day(db, relayed
     starts_at = handlers.parse_time("2027-03-28T03:30:00+02:00")
     known(db, event(starts_at=starts_at))
     created = handlers.create(db, user(), {"event_id": "e1", "before_minutes": 90}, NOW,
-                              no_fetch, relayed)
+                              no_fetch, relayed, no_withdraw)
     assert created["remind_at"] == "2027-03-28T00:00:00Z"
     assert created["before_minutes"] == 90
