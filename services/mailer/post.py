@@ -89,15 +89,7 @@ class Postman:
     def take(self, mail):
         """Insert the key's hand-over mark (grouped with concurrent ones); True if it is
         ours to send."""
-        self._holding.add(mail.send_key)
-        try:
-            mine = self._marks.submit(mail).wait()
-        except Exception:
-            self._holding.discard(mail.send_key)
-            raise
-        if not mine:
-            self._holding.discard(mail.send_key)
-        return mine
+        return self._marks.submit(mail).wait()
 
     def holds(self, send_key):
         return send_key in self._holding
@@ -137,7 +129,10 @@ class Postman:
         taken = storage.take(self.db, list(marks.values()))
         results, seen = [], set()
         for mail in mails:
-            results.append(mail.send_key not in taken and mail.send_key not in seen)
+            mine = mail.send_key not in taken and mail.send_key not in seen
+            if mine:  # before anyone hears the answer (handlers.someone_elses asks)
+                self._holding.add(mail.send_key)
+            results.append(mine)
             seen.add(mail.send_key)
         return results
 

@@ -30,10 +30,15 @@ def mailer(container_factory, config):
     return container
 
 
-def outcomes(config, event_type, count=1, timeout=15):
-    """The next ``count`` outcome messages, from the notifications service's queue."""
-    messages = take(config, queue_name("mailer", event_type, "notifications"), count, timeout)
-    return [message["data"] for message in messages]
+def outcomes(config, status, count=1, timeout=15):
+    """The next ``count`` outcomes with ``status`` the mailer reported, from the
+    notifications service's queue of delivery reports."""
+    found, deadline = [], time.monotonic() + timeout
+    queue = queue_name("mailer", "delivery_report", "notifications")
+    while len(found) < count and time.monotonic() < deadline:
+        for message in take(config, queue, 1, timeout=max(0.1, deadline - time.monotonic())):
+            found += [o for o in message["data"]["outcomes"] if o["status"] == status]
+    return found
 
 
 def reminder_due(config, send_key=None, email="ann@example.com"):
@@ -46,8 +51,10 @@ def reminder_due(config, send_key=None, email="ann@example.com"):
         "sent_at": None, "failure_reason": None,
     }
     send_key = send_key or f"reminder:{notification['id']}:1"
-    message = publish(config, "notifications", "reminder_due", notification["id"], 1,
-                      send_key=send_key, notification=notification, event=event)
+    message = publish(config, "notifications", "reminder_due", "reminders", 1,
+                      reminders=[{"send_key": send_key, "notification": notification,
+                                  "event_id": event["id"], "attempt": 1}],
+                      events={event["id"]: event})
     return notification, message
 
 
@@ -58,7 +65,7 @@ def test_welcome_email_on_registration_once(mailer, config, inbox):
     [mail] = inbox.wait_for(1)
     assert mail["To"] == "ann@example.com"
     assert "Welcome to EventPost, ann!" in mail.get_body(("plain",)).get_content()
-    [sent] = outcomes(config, "email_sent")
+    [sent] = outcomes(config, "sent")
     assert sent["send_key"] == f"welcome:{ann['id']}" and sent["notification_id"] is None
     time.sleep(1)
     assert len(inbox.received) == 1
@@ -73,7 +80,7 @@ def test_reminder_due_twice_is_mailed_once_with_a_calendar(mailer, config, inbox
     [ics] = list(mail.iter_attachments())
     assert ics.get_content_type() == "text/calendar"
     assert "SUMMARY:Jazz night" in ics.get_content()
-    [sent] = outcomes(config, "email_sent")
+    [sent] = outcomes(config, "sent")
     assert sent["send_key"] == "reminder:n-twice:1"
     assert sent["notification_id"] == notification["id"]
     time.sleep(1)
@@ -83,18 +90,47 @@ def test_reminder_due_twice_is_mailed_once_with_a_calendar(mailer, config, inbox
 def test_permanent_refusal_reports_email_failed(mailer, config, inbox):
     inbox.replies = ["554 5.7.1 Rejected"]
     notification, _ = reminder_due(config)
-    [failed] = outcomes(config, "email_failed")
+    [failed] = outcomes(config, "failed")
     assert failed["notification_id"] == notification["id"]
     assert failed["reason"].startswith("554")
     assert inbox.received == []
 
 
-def test_temporary_refusals_are_retried_then_sent_once(mailer, config, inbox):
+def test_a_temporary_refusal_is_reported_deferred_and_the_next_hand_over_sent_once(
+        mailer, config, inbox):
+    inbox.replies = ["451 4.3.0 Try later"]
+    notification, message = reminder_due(config)
+    [deferred] = outcomes(config, "deferred")
+    assert deferred["notification_id"] == notification["id"]
+    assert deferred["reason"].startswith("451")
+    assert inbox.received == []
+    # what the notifications service does after the backoff: the same key again
+    again = message["data"]["reminders"][0]
+    publish(config, "notifications", "reminder_due", "reminders", 2,
+            reminders=[{**again, "attempt": 2}], events=message["data"]["events"])
+    [sent] = outcomes(config, "sent")
+    assert sent["send_key"] == again["send_key"]
+    time.sleep(1)
+    assert len(inbox.messages()) == 1
+
+
+def test_temporary_refusals_of_a_welcome_email_are_retried_then_sent_once(mailer, config,
+                                                                         inbox):
     inbox.replies = ["451 4.3.0 Try later", "421 4.3.2 Busy"]
-    notification, _ = reminder_due(config)
-    [sent] = outcomes(config, "email_sent")
-    assert sent["notification_id"] == notification["id"]
+    ann = user_resource("ann")
+    publish(config, "users", "user_registered", ann["id"], 1, user=ann)
+    [sent] = outcomes(config, "sent")
+    assert sent["send_key"] == f"welcome:{ann['id']}"
     assert inbox.replies == [] and len(inbox.messages()) == 1
+
+
+def test_one_connection_carries_many_mails(mailer, config, inbox):
+    made = [reminder_due(config)[0] for _ in range(30)]
+    inbox.wait_for(30)
+    sent = outcomes(config, "sent", count=30)
+    assert sorted(o["notification_id"] for o in sent) == sorted(n["id"] for n in made)
+    # SMTP_POOL_SIZE (4) connections at most, not one per mail
+    assert 1 <= len(inbox.sessions) <= 4, inbox.sessions
 
 
 def test_an_smtp_server_down_for_a_while(container_factory, service_config):
@@ -102,12 +138,13 @@ def test_an_smtp_server_down_for_a_while(container_factory, service_config):
     config = {**service_config, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": inbox.port,
               "HANDLER_MAX_ATTEMPTS": 6}  # backoff 0.2 s, 0.4 s, ... 3.2 s
     container_factory(MailerService, config).start()
-    notification, _ = reminder_due(config)
+    ann = user_resource("ann")
+    publish(config, "users", "user_registered", ann["id"], 1, user=ann)
     time.sleep(1.5)
     inbox.start()
     try:
-        [sent] = outcomes(config, "email_sent", timeout=20)
-        assert sent["notification_id"] == notification["id"]
+        [sent] = outcomes(config, "sent", timeout=20)
+        assert sent["send_key"] == f"welcome:{ann['id']}"
         assert len(inbox.messages()) == 1
     finally:
         inbox.stop()

@@ -21,11 +21,13 @@ class Inbox:
     def __init__(self):
         self.received = []  # (unix time, parsed message)
         self.replies = []
+        self.sessions = set()  # the SMTP connections that brought mail
         self.lock = threading.Lock()
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
+            self.sessions.add(id(session))
             if self.replies:
                 return self.replies.pop(0)
             message = email.message_from_bytes(envelope.content, policy=policy.default)

@@ -97,9 +97,10 @@ def test_two_copies_at_once_send_one_mail(db, reports):
     post = postman(db, server, reports)
     other = postman(db, server, reports, holder="other instance")
     pool = eventlet.GreenPool()
-    results = list(pool.imap(lambda p: deliver(p), [post, other, post]))
+    results = [r for [r] in pool.imap(lambda p: deliver(p), [post, other, post, post])]
     assert len(server.accepted) == 1
-    assert sorted(r[0] or "-" for r in results).count("sent") >= 1
+    # the holder reports it; a copy leaves it to the holder, and none is put off
+    assert "sent" in results and set(results) <= {"sent", None}, results
 
 
 def test_an_email_that_cannot_be_written_fails_at_once_with_the_reason(db, reports):
