@@ -26,6 +26,8 @@ def no_control_characters(allowed=""):
     def check(value):
         if any(ch in banned for ch in value):
             raise ValidationError(f"Must not contain {named}.")
+        if any("\ud800" <= ch <= "\udfff" for ch in value):  # not storable, not sendable
+            raise ValidationError("Must be valid Unicode text.")
     return check
 
 

@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from bus.messages import queue_name
+from services.mailer import smtp
 from services.mailer.service import MailerService
 from tests.integration.notifications.support import (
     Inbox,
@@ -85,6 +86,19 @@ def test_reminder_due_twice_is_mailed_once_with_a_calendar(mailer, config, inbox
     assert sent["notification_id"] == notification["id"]
     time.sleep(1)
     assert len(inbox.received) == 1
+
+
+def test_an_email_that_cannot_be_written_fails_at_once_with_the_reason(mailer, config, inbox):
+    notification, message = reminder_due(config)
+    broken = message["data"]["reminders"][0]
+    publish(config, "notifications", "reminder_due", "reminders", 1,
+            reminders=[{**broken, "send_key": "reminder:broken:1"}],
+            events={broken["event_id"]: {"id": broken["event_id"]}})  # no start, no title
+    failed = outcomes(config, "failed")
+    assert [f["send_key"] for f in failed] == ["reminder:broken:1"]
+    assert failed[0]["reason"].startswith("cannot write the email")
+    inbox.wait_for(1)  # the good one still goes out
+    assert [m[smtp.SEND_KEY_HEADER] for m in inbox.messages()] == [broken["send_key"]]
 
 
 def test_permanent_refusal_reports_email_failed(mailer, config, inbox):
