@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 
 from pymongo import UpdateOne
 
-from bus.errors import Conflict, NotFound, Unauthorized, ValidationError
+from bus.errors import Conflict, NotFound, Unauthorized, Unavailable, ValidationError
 from bus.messages import new_message
 
 from . import storage
@@ -80,21 +80,26 @@ def is_live(copy):
 
 
 def known_event(db, event_id, fetch_event):
-    """The local copy of the event, fetched from the events service when it is not here yet.
+    """The event as the events service has it now, kept in the local copy.
 
-    Why the fallback: an event created a moment ago may not have reached this
-    service's copy when the user asks for a reminder about it (the gateway reads the
-    write side, so the user has already seen it). ``fetch_event`` is an RPC with a
-    timeout; it returns None for an unknown event.
+    Why ask: the user has just seen the event on the write side (the gateway reads
+    it), and may have just changed it: its ``event_created`` or ``event_updated``
+    may not have reached this service yet, and a reminder for an event cancelled a
+    moment ago must be a 422 like any other. ``fetch_event`` is an RPC with a
+    timeout; it returns None for an unknown (or deleted) event. If the events
+    service does not answer, the local copy decides (Unavailable without one).
     """
-    copy = storage.find_event(db, event_id)
-    if copy is None:
+    try:
         event = fetch_event(event_id)
-        if event is None:
-            return None
-        storage.store_event(db, event_copy(event))
+    except Unavailable:
         copy = storage.find_event(db, event_id)
-    return copy
+        if copy is None:
+            raise
+        return copy
+    if event is None:
+        return None
+    storage.store_event(db, event_copy(event))
+    return storage.find_event(db, event_id)
 
 
 def on_event_message(db, message, now, relay, withdraw):

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from bus.errors import Conflict, NotFound, Unauthorized, ValidationError
+from bus.errors import Conflict, NotFound, Unauthorized, Unavailable, ValidationError
 from bus.messages import iso, new_message
 from services.notifications import handlers, storage
 
@@ -101,7 +101,7 @@ def test_unknown_or_cancelled_event_is_rejected(db, relayed):
     assert list(details(error)) == ["event_id"]
 
 
-def test_event_not_yet_in_the_local_copy_is_fetched_and_kept(db, relayed):
+def test_the_event_is_asked_of_the_events_service_and_kept(db, relayed):
     fetched = []
 
     def fetch(event_id):
@@ -109,8 +109,26 @@ def test_event_not_yet_in_the_local_copy_is_fetched_and_kept(db, relayed):
         return event(event_id=event_id)
 
     create(db, relayed, {"before_minutes": 5}, fetch=fetch)
-    create(db, relayed, {"before_minutes": 6}, fetch=fetch)
     assert fetched == ["e1"]
+    assert storage.find_event(db, "e1")["event"]["title"] == "Jazz night"
+
+
+def test_an_event_cancelled_a_moment_ago_is_a_422_before_its_message_arrives(db, relayed):
+    known(db, event())  # the local copy still says scheduled
+    with pytest.raises(ValidationError) as error:
+        create(db, relayed, {"before_minutes": 5},
+               fetch=lambda event_id: event(version=2, status="cancelled"))
+    assert list(details(error)) == ["event_id"]
+    assert handlers.list_reminders(db, "u1", {})["items"] == []
+    with pytest.raises(ValidationError):  # deleted: the events service knows no such event
+        create(db, relayed, {"before_minutes": 5}, fetch=lambda event_id: None)
+
+
+def test_without_the_events_service_the_local_copy_decides(db, relayed):
+    with pytest.raises(Unavailable):
+        create(db, relayed, {"before_minutes": 5})  # and there is no copy either
+    known(db, event())
+    assert create(db, relayed, {"before_minutes": 5})["status"] == "scheduled"
 
 
 def test_operator_injection_is_a_validation_error(db, relayed):
