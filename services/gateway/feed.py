@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 
 import eventlet
 from kombu import Connection, Queue, binding
-from kombu.exceptions import OperationalError
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -33,13 +32,13 @@ from services.gateway.read_models import AccountsView, EventsView
 log = logging.getLogger(__name__)
 
 SNAPSHOT_PAGE = 1000
+CONNECTION_NAME = "eventpost gateway read models"  # as RabbitMQ's management UI shows it
 HEARTBEAT_SECONDS = 20
 RECONNECT_SECONDS = (0.2, 0.5, 1, 2, 5)  # waits between attempts, then the last one again
 # Gaps from messages that merely overtook each other need no catch-up each; one in a
 # while catches up all of them.
 GAP_CATCH_UP_SECONDS = 5.0
 FORGET_EVERY_SECONDS = 60.0
-ERRORS = (OSError, OperationalError, ConnectionError, socket.timeout)
 
 
 class ReadModels(DependencyProvider):
@@ -84,13 +83,15 @@ class ReadModels(DependencyProvider):
         attempt = 0
         while True:
             try:
-                with Connection(self.amqp_uri, heartbeat=HEARTBEAT_SECONDS) as connection:
+                with Connection(self.amqp_uri, heartbeat=HEARTBEAT_SECONDS,
+                                transport_options={"client_properties": {
+                                    "connection_name": CONNECTION_NAME}}) as connection:
                     with connection.Consumer(self.queue, callbacks=[self._on_message],
                                              accept=["json"], no_ack=True):
                         attempt = 0
                         self.catch_up("subscribed")
                         self._drain(connection)
-            except ERRORS as error:
+            except Exception as error:  # the broker went away (in one of many forms): again
                 wait = RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)]
                 attempt += 1
                 log.warning("read models lost the broker (%s); reconnecting in %gs", error, wait)
