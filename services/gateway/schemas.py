@@ -356,6 +356,7 @@ class User(Schema):
     secondary_emails = fields.List(fields.Email())
     role = fields.String(validate=OneOf(["user", "admin"]))
     created_at = fields.String(metadata={"format": "date-time"})
+    version = fields.Integer(metadata={"description": "1 at registration, + 1 with each change."})
 
 
 class Token(Schema):
