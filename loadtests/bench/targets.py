@@ -70,12 +70,13 @@ class Vhost:
         return self
 
     def queued(self, contains):
-        """Messages waiting in this vhost's queues whose name contains ``contains``, or
-        None if no such queue exists (the management API's figures lag a few seconds)."""
+        """The most messages waiting in any consumed queue of this vhost whose name
+        contains ``contains`` (the slowest consumer), or None if there is none. The
+        management API's figures lag a few seconds."""
         response = requests.get(f"{MANAGEMENT}/api/queues/{self.name}", auth=AUTH, timeout=10)
         response.raise_for_status()
-        queues = [q for q in response.json() if contains in q["name"]]
-        return sum(q.get("messages", 0) for q in queues) if queues else None
+        queues = [q for q in response.json() if contains in q["name"] and q.get("consumers")]
+        return max(q.get("messages", 0) for q in queues) if queues else None
 
     def delete(self):
         if self.created:
@@ -213,18 +214,26 @@ class EventPost:
             time.sleep(1)
         progress.done(total)
 
-    def _wait_consumed(self, total):
-        """Until the consumers of event_created have emptied their queues (progress only:
-        the management API's counts lag; _wait_served is what decides)."""
-        progress = Progress(total, "EventPost: consumed (queues of event_created)")
-        started = time.monotonic()
-        while time.monotonic() - started < 3600:
+    def _wait_consumed(self, total, stalled_after=120):
+        """Until every consumer of event_created (search, notifications, ...) has emptied
+        its queue, so the runs measure a system at rest rather than one still applying
+        the seed. Gives up when nothing moves for ``stalled_after`` seconds;
+        _wait_served decides what the gateway serves."""
+        progress = Progress(total, "EventPost: consumed by the slowest event_created consumer")
+        last, moved_at = None, time.monotonic()
+        while True:
             queued = self.vhost.queued("event_created")
             if queued is None:
                 return
             progress.show(max(total - queued, 0))
             if queued == 0:
                 break
+            if queued != last:
+                last, moved_at = queued, time.monotonic()
+            elif time.monotonic() - moved_at > stalled_after:
+                say(f"EventPost: {queued} event_created messages have not moved for "
+                    f"{stalled_after}s; going on")
+                return
             self._check_running()
             time.sleep(2)
         progress.done(total)
