@@ -1,27 +1,28 @@
-"""Reminder delivery benchmark: schedules many reminders, receives their emails, reports.
+"""Reminder delivery benchmark: due reminders in, emails out; prints a table.
 
-    python -m loadtests.reminders --count 1000 --window 10 --instances 2
-    python -m loadtests.reminders --count 300 --window 5 --kill-at -5   # SIGKILL + restart
+    python -m loadtests.reminders                       # the runs of issue 8, one table
+    python -m loadtests.reminders --runs burst,idle     # some of them
+    python -m loadtests.reminders --count 300 --window 0 --instances notifications=2,mailer=2
 
-It starts what it measures, isolated from anything else on the machine: a
-SecantusDB server in a temporary folder (or ``--mongo-uri``: an empty server), a
-fresh RabbitMQ vhost (management API on RABBIT_MANAGEMENT, default
-http://127.0.0.1:15672, guest/guest), an SMTP server (aiosmtpd, in this process)
-and ``--instances`` ``nameko run`` processes each of ``notifications`` and
-``mailer``. It publishes one ``event_created`` as the events service would,
-schedules ``--count`` reminders over AMQP RPC (``notifications.create``) due evenly
-over ``--window`` seconds starting ``--lead`` seconds later, and records when each
-email arrives (its ``X-EventPost-Send-Key`` names the reminder).
+Each run starts what it measures, isolated from anything else on the machine: the
+whole system as `invoke run` starts it (tools.system.System: every service, one
+process each unless ``--instances`` says otherwise, the embedded SecantusDB in a
+temporary folder) in a fresh RabbitMQ vhost (management API on RABBIT_MANAGEMENT,
+default http://127.0.0.1:15672, guest/guest), mailing to an outside SMTP server
+(tests/support/smtp_faults.py, its own process, which logs each arrival).
+It creates one event over RPC (``events.create``), then ``--count`` reminders for 20
+users (``notifications.create``, what the gateway calls for POST /notifications)
+due evenly over ``--window`` seconds (0: all in the same second) starting after
+the time it took to create them, and records when each email arrives; its
+``X-EventPost-Send-Key`` names the reminder.
 
-``--kill-at S`` sends SIGKILL to every service process S seconds after the first
-reminder is due (negative: before), then starts them again.
-
-Prints: emails received, reminders sent once / duplicated / lost (no email), the
-reminders' final statuses (a mail interrupted by SIGKILL while being handed to the
-SMTP server is ``failed``, not resent: see services/mailer/service.py), delivery delay
-(SMTP arrival minus ``remind_at``) p50 / p99 / max, and reminders per second
-(emails over the time from the first due reminder to the last email). Exits 1 if any
-reminder was duplicated or lost.
+Per run: delivered (one email), duplicated (more than one), lost (none, and not
+``failed``), interrupted (``failed`` because a crash hit the SMTP hand-over: never
+resent, counted apart), delay after ``remind_at`` (SMTP arrival minus due time)
+p50 / p99 / max, throughput (emails over the time from the first due reminder to
+the last email), database operations per reminder. ``idle``: database queries per
+second of the notifications and mailer processes when nothing is due.
+Exits 1 if any reminder was duplicated or lost.
 """
 import eventlet
 
@@ -29,52 +30,49 @@ eventlet.monkey_patch()  # noqa: E402  (nameko's standalone proxies need it firs
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections import Counter  # noqa: E402
-from datetime import datetime, timedelta  # noqa: E402
-from email import message_from_bytes, policy  # noqa: E402
+from datetime import datetime, timedelta, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import quote  # noqa: E402
 
 import requests  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
-from nameko.standalone.events import event_dispatcher  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
-from bus.messages import iso, new_message, utc_now  # noqa: E402
-from tests.support.secantus import SecantusProcess, free_port  # noqa: E402
+from tests.support.smtp_faults import SmtpFaults  # noqa: E402
+from tools.system import Child, System, free_port, live_group_members  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ["notifications", "mailer"]
+USERS = 20
+RUNS = {
+    "burst": dict(label="1,000 due in the same second, one process each", count=1000,
+                  window=0, instances={}),
+    "burst-2x2": dict(label="1,000 due in the same second, notifications=2, mailer=2",
+                      count=1000, window=0, instances={"notifications": 2, "mailer": 2}),
+    "spread": dict(label="10,000 due over 100 s, one process each", count=10000,
+                   window=100, instances={}),
+}
+INTERRUPTED = "interrupted"
 
 
-class Inbox:
-    """Records (arrival time, send key) of every email."""
+def utc_now():
+    return datetime.now(timezone.utc)
 
-    def __init__(self):
-        self.arrivals = []
-        self.lock = threading.Lock()
-        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
-    async def handle_DATA(self, server, session, envelope):
-        arrived = time.time()
-        mail = message_from_bytes(envelope.content, policy=policy.default)
-        with self.lock:
-            self.arrivals.append((arrived, mail["X-EventPost-Send-Key"]))
-        return "250 OK"
+def iso(moment):
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class Vhost:
-    """A throwaway RabbitMQ vhost, so the benchmark shares no queue with a running system."""
+    """A throwaway RabbitMQ vhost, so a run shares no queue with a running system."""
 
-    def __init__(self, management, amqp_host):
+    def __init__(self, management, amqp_host="127.0.0.1:5672"):
         self.api = management.rstrip("/")
         self.name = f"reminders-bench-{uuid.uuid4().hex[:8]}"
         self.uri = f"amqp://guest:guest@{amqp_host}/{quote(self.name, safe='')}"
@@ -90,51 +88,147 @@ class Vhost:
         requests.delete(f"{self.api}/api/vhosts/{self.name}", auth=("guest", "guest"), timeout=10)
 
 
-class Services:
-    """``instances`` nameko processes of each service, each in its own process group."""
+class Stack:
+    """The system of one run: System on ``amqp_uri``, mailing to a SmtpFaults server."""
 
-    def __init__(self, env, instances, log_dir):
-        self.env, self.instances, self.log_dir = env, instances, log_dir
-        self.processes = []
+    def __init__(self, work, amqp_uri, instances=None, services=None, env=None, echo=None):
+        self.work = Path(work)
+        self.amqp_uri = amqp_uri
+        self.smtp = SmtpFaults(self.work / "smtp", free_port())
+        self.system = System(
+            var_dir=self.work / "var", mongo_port=free_port(), smtp_port=free_port(),
+            instances=dict(instances or {}), services=services,
+            echo=echo or (lambda message: None),
+            env={"AMQP_URI": amqp_uri, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+                 "MONGO_URI": "", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.smtp.port),
+                 "CONSUL_HTTP_ADDR": "", "LOG_LEVEL": "WARNING",
+                 "JWT_SECRET": "bench-" + uuid.uuid4().hex * 2, **(env or {})})
+        self.config = {"AMQP_URI": amqp_uri, "serializer": "json"}
 
-    def start(self):
-        for service in SERVICES:
-            for number in range(self.instances):
-                log = open(self.log_dir / f"{service}-{number}.log", "ab")
-                self.processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "config.yml"),
-                     f"services.{service}.service"],
-                    cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                ))
-
-    def kill(self):
-        for process in self.processes:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        self.processes = []
-
-    def stop(self):
-        for process in self.processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        self.processes = []
-
-
-def wait_healthy(config, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def __enter__(self):
+        self.smtp.start()
         try:
-            with ClusterRpcProxy(config, timeout=5) as rpc:
-                if all(getattr(rpc, s).health() == "ok" for s in SERVICES):
-                    return
-        except Exception:  # not consuming yet
-            time.sleep(0.5)
-    raise SystemExit(f"services not healthy within {timeout}s; see their logs")
+            self.system.start()
+            self.wait_healthy()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.system.stop()
+        self.smtp.stop()
+
+    @property
+    def mongo_uri(self):
+        return self.system.child_env["MONGO_URI"]
+
+    def database(self, name):
+        return MongoClient(self.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000)[name]
+
+    def wait_healthy(self, names=SERVICES, timeout=90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with ClusterRpcProxy(self.config, timeout=5) as rpc:
+                    if all(getattr(rpc, name).health() == "ok" for name in names):
+                        return
+            except Exception:  # noqa: BLE001  not consuming yet
+                time.sleep(0.5)
+        raise SystemExit(f"{names} not healthy within {timeout}s; logs in {self.system.log_dir}")
+
+    def in_flight(self):
+        """How many reminders are still due or in the mailer's hands."""
+        reminders = self.database("notifications")["notifications"]
+        return sum(reminders.count_documents({"status": s}) for s in ("scheduled", "sending"))
+
+    # faults
+
+    def children(self, names):
+        """The named children: services (every instance) or "mongo"."""
+        return [c for c in self.system.children
+                if c.name in names or c.name.rsplit("-", 1)[0] in names]
+
+    def sigkill(self, names):
+        """SIGKILL the process groups of the named children; they are gone on return."""
+        victims = self.children(names)
+        for child in victims:
+            os.killpg(child.process.pid, signal.SIGKILL)
+        for child in victims:
+            child.process.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while live_group_members(child.process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return victims
+
+    def restart(self, victims):
+        """Start killed children again exactly as System started them."""
+        for old in victims:
+            self.system.children.remove(old)
+            env = dict(os.environ) if old.infrastructure else self.system.child_env
+            self.system._spawn(Child(old.name, old.argv, old.log_path,
+                                     infrastructure=old.infrastructure), env)
+
+
+def make_event(stack, title="Benchmark night"):
+    now = utc_now()
+    with ClusterRpcProxy(stack.config, timeout=30) as rpc:
+        return rpc.events.create({
+            "title": title, "description": "", "topics": ["load"],
+            "starts_at": iso(now + timedelta(days=1)), "ends_at": None,
+            "timezone": "Europe/Berlin", "organizer": None,
+            "place": {"name": "Hall", "address": None, "lat": 52.5, "lng": 13.4}})
+
+
+def schedule(stack, event, count, window, lead=None, rate_guess=150.0, users=USERS):
+    """Create ``count`` reminders due over ``window`` seconds, the first ``lead`` seconds
+    from now (default: the time creating them should take, with room to spare);
+    returns {send key: due unix time} and the first due time."""
+    lead = lead if lead is not None else 15 + 1.5 * count / rate_guess
+    first_due = (utc_now() + timedelta(seconds=lead)).replace(microsecond=0)
+    step = window / max(1, count - 1)
+    people = [{"id": f"bench-user-{n}", "username": f"bench{n}", "email": f"bench{n}@example.com",
+               "secondary_emails": [], "role": "user", "created_at": iso(utc_now())}
+              for n in range(users)]
+    due, started = {}, time.time()
+    with ClusterRpcProxy(stack.config, timeout=120) as rpc:
+        for start in range(0, count, 100):
+            replies = [
+                rpc.notifications.create.call_async(people[i % users], {
+                    "event_id": event["id"],
+                    "remind_at": iso(first_due + timedelta(seconds=i * step))})
+                for i in range(start, min(count, start + 100))]
+            for reply in replies:
+                created = reply.result()
+                due[f"reminder:{created['id']}:1"] = datetime.fromisoformat(
+                    created["remind_at"]).timestamp()
+    took = time.time() - started
+    if time.time() > first_due.timestamp():
+        raise SystemExit(f"creating {count} reminders took {took:.0f}s, more than the lead "
+                         f"({lead:.0f}s): pass --lead")
+    return due, first_due.timestamp(), took
+
+
+def wait_for_mail(stack, due, timeout, quiet=5.0):
+    """Until every reminder has its email, or (after the last due time) none is still
+    on its way; then ``quiet`` seconds more, for duplicates to show."""
+    deadline, last_due, next_check = time.time() + timeout, max(due.values()), 0.0
+    while time.time() < deadline:
+        if set(due) <= {key for _, key in stack.smtp.arrivals()}:
+            break
+        if time.time() > max(last_due + 10, next_check):
+            next_check = time.time() + 5
+            if not stack.in_flight():
+                break  # every reminder has an outcome: nothing more is coming
+        time.sleep(0.25)
+    time.sleep(quiet)
+
+
+def statuses(stack):
+    """{reminder id: (status, failure reason)}"""
+    reminders = stack.database("notifications")["notifications"]
+    return {r["_id"]: (r["status"], r.get("failure_reason") or "")
+            for r in reminders.find({}, {"status": 1, "failure_reason": 1})}
 
 
 def percentile(values, fraction):
@@ -142,135 +236,206 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def run(args):
-    work = Path(tempfile.mkdtemp(prefix="reminders-bench-"))
-    mongo, mongo_uri = None, args.mongo_uri
-    if not mongo_uri:
-        mongo = SecantusProcess(work / "mongo", log_path=work / "secantus.log").start()
-        mongo_uri = mongo.uri
-    inbox = Inbox()
-    inbox.controller.start()
-    amqp_host = args.amqp_host
-    with Vhost(args.management, amqp_host) as vhost:
-        config = {"AMQP_URI": vhost.uri, "serializer": "json"}
-        env = {**os.environ, "AMQP_URI": vhost.uri, "MONGO_URI": mongo_uri,
-               "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(inbox.controller.port),
-               "LOG_LEVEL": "WARNING", "CONSUL_HTTP_ADDR": ""}
-        services = Services(env, args.instances, work)
-        services.start()
-        try:
-            wait_healthy(config)
-            report = measure(args, config, mongo_uri, services, inbox)
-        finally:
-            services.stop()
-    inbox.controller.stop()
-    if mongo:
-        mongo.stop()
-    print(f"logs: {work}")
-    return report
-
-
-def measure(args, config, mongo_uri, services, inbox):
-    now = utc_now()
-    event = {
-        "id": uuid.uuid4().hex, "title": "Benchmark night", "description": "", "topics": ["load"],
-        "starts_at": iso(now + timedelta(days=1)), "ends_at": None, "timezone": "Europe/Berlin",
-        "place": {"name": "Hall", "address": None, "lat": 52.5, "lng": 13.4},
-        "organizer": None, "status": "scheduled", "version": 1,
-        "created_at": iso(now), "updated_at": iso(now),
-    }
-    message = new_message("events", "event_created", event["id"], 1, event=event)
-    event_dispatcher(config)("events", "event_created", message)
-    events = MongoClient(mongo_uri)["notifications"]["events"]
-    while events.find_one({"_id": event["id"]}) is None:
-        time.sleep(0.1)
-
-    first_due = (utc_now() + timedelta(seconds=args.lead)).replace(microsecond=0)
-    step = args.window / max(1, args.count - 1)
-    users = [{"id": f"bench-user-{n}", "username": f"bench{n}", "email": f"bench{n}@example.com",
-              "secondary_emails": [], "role": "user", "created_at": iso(now)} for n in range(20)]
-    due = {}
-    started = time.time()
-    with ClusterRpcProxy(config, timeout=60) as rpc:
-        for start in range(0, args.count, 100):
-            replies = [
-                rpc.notifications.create.call_async(users[i % len(users)], {
-                    "event_id": event["id"],
-                    "remind_at": iso(first_due + timedelta(seconds=i * step))})
-                for i in range(start, min(args.count, start + 100))
-            ]
-            for reply in replies:
-                created = reply.result()
-                remind_at = datetime.fromisoformat(created["remind_at"])
-                due[f"reminder:{created['id']}:1"] = remind_at.timestamp()
-    scheduled_in = time.time() - started
-    if time.time() > first_due.timestamp():
-        raise SystemExit(f"scheduling took {scheduled_in:.1f}s, more than --lead {args.lead}s")
-    print(f"scheduled {len(due)} reminders in {scheduled_in:.1f}s, due from {iso(first_due)} "
-          f"over {args.window}s")
-
-    if args.kill_at is not None:
-        eventlet.sleep(max(0.0, first_due.timestamp() + args.kill_at - time.time()))
-        services.kill()
-        print(f"SIGKILLed every service process at {args.kill_at:+.1f}s from the first due time")
-        eventlet.sleep(1)
-        services.start()
-        wait_healthy(config)
-
-    deadline = first_due.timestamp() + args.window + args.timeout
-    while time.time() < deadline and len({k for _, k in inbox.arrivals} & due.keys()) < len(due):
-        eventlet.sleep(0.2)
-    eventlet.sleep(args.quiet)  # any duplicate would arrive meanwhile
-
-    arrivals = list(inbox.arrivals)
+def report(stack, due, first_due, ops=None):
+    arrivals = stack.smtp.arrivals()
     counts = Counter(key for _, key in arrivals)
-    first_arrival = {}
+    first = {}
     for arrived, key in sorted(arrivals):
-        first_arrival.setdefault(key, arrived)
-    delays = [first_arrival[key] - due[key] for key in due if key in first_arrival]
-    sent_once = sum(1 for key in due if counts[key] == 1)
-    duplicated = sum(1 for key in due if counts[key] > 1)
-    lost = sum(1 for key in due if counts[key] == 0)
-    span = max(first_arrival.values()) - first_due.timestamp() if first_arrival else 0
-    report = {
-        "reminders": len(due), "emails": len(arrivals), "sent_once": sent_once,
-        "duplicated": duplicated, "lost": lost,
-        "delay_p50_s": round(percentile(delays, 0.50), 3) if delays else None,
-        "delay_p99_s": round(percentile(delays, 0.99), 3) if delays else None,
-        "delay_max_s": round(max(delays), 3) if delays else None,
-        "reminders_per_s": round(len(first_arrival) / span, 1) if span > 0 else None,
+        first.setdefault(key, arrived)
+    statuses_now = statuses(stack)
+    interrupted = {key for key in due
+                   if INTERRUPTED in statuses_now.get(key.split(":")[1], ("", ""))[1]}
+    delays = [first[key] - due[key] for key in due if key in first]
+    span = max(first.values()) - first_due if first else 0
+    result = {
+        "reminders": len(due),
+        "delivered": sum(1 for key in due if counts[key] == 1),
+        "duplicated": sum(1 for key in due if counts[key] > 1),
+        "lost": sum(1 for key in due if counts[key] == 0 and key not in interrupted),
+        "interrupted": len(interrupted),
+        "p50": percentile(delays, 0.5) if delays else None,
+        "p99": percentile(delays, 0.99) if delays else None,
+        "max": max(delays) if delays else None,
+        "per_s": len(first) / span if span > 0 else None,
+        "statuses": dict(Counter(s for s, _ in statuses_now.values())),
     }
-    reminders = MongoClient(mongo_uri)["notifications"]["notifications"]
-    report["statuses"] = dict(Counter(
-        f"{r['status']}" + (f" ({r['failure_reason'][:40]}...)" if r.get("failure_reason") else "")
-        for r in reminders.find({}, {"status": 1, "failure_reason": 1})))
-    for name, value in report.items():
-        print(f"{name:>16}: {value}")
-    return report
+    if ops is not None:
+        result["db_ops_per_reminder"] = ops / max(1, len(due))
+    # where the delay goes: until the scheduler claimed it, then until it arrived
+    claimed = {r["_id"]: r["claimed_at"].timestamp() for r in stack.database(
+        "notifications")["notifications"].find({}, {"claimed_at": 1}) if r.get("claimed_at")}
+    to_claim = [claimed[k.split(":")[1]] - due[k] for k in due if k.split(":")[1] in claimed]
+    to_mail = [first[k] - claimed[k.split(":")[1]] for k in due
+               if k in first and k.split(":")[1] in claimed]
+    if to_claim and to_mail:
+        result["claimed_p50_p99"] = (percentile(to_claim, 0.5), percentile(to_claim, 0.99))
+        result["mailed_p50_p99"] = (percentile(to_mail, 0.5), percentile(to_mail, 0.99))
+    return result
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process and its live children so far (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_usage(stack):
+    """{process: CPU seconds} for the database, the services and the SMTP server."""
+    usage = {}
+    for child in stack.system.children:
+        name = child.name.rsplit("-", 1)[0] if child.name[-1].isdigit() else child.name
+        usage[name] = usage.get(name, 0.0) + cpu_seconds(child.process.pid)
+    usage["smtp"] = cpu_seconds(stack.smtp.process.pid)
+    return usage
+
+
+def opcounters(stack):
+    status = stack.database("admin").command("serverStatus")["opcounters"]
+    return sum(status[k] for k in ("insert", "query", "update", "delete", "getmore"))
+
+
+def delivery_run(args, name, spec, work):
+    env = dict(item.split("=", 1) for item in args.env)
+    with Vhost(args.management) as vhost, \
+            Stack(work / name, vhost.uri, spec["instances"], env=env) as stack:
+        event = make_event(stack)
+        due, first_due, took = schedule(stack, event, spec["count"], spec["window"], args.lead)
+        print(f"  {name}: {len(due)} reminders created in {took:.1f}s; due from "
+              f"{datetime.fromtimestamp(first_due, timezone.utc):%H:%M:%S} over "
+              f"{spec['window']:g}s", flush=True)
+        time.sleep(max(0.0, first_due - time.time() - 2))
+        before, cpu_before, started = opcounters(stack), cpu_usage(stack), time.time()
+        spies = profile(stack, args.profile, name, spec["window"] + 8) if args.profile else []
+        wait_for_mail(stack, due, spec["window"] + args.timeout)
+        for spy in spies:
+            spy.wait()
+        result = report(stack, due, first_due, opcounters(stack) - before)
+        elapsed = time.time() - started
+        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_usage(stack).items()}
+        print(f"  {name}: CPU seconds over {elapsed:.0f}s: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.05),
+            flush=True)
+    print(f"  {name}: {format_row(spec['label'], result)}", flush=True)
+    if "claimed_p50_p99" in result:
+        print("  {}: due -> claimed p50 {:.2f} s p99 {:.2f} s; claimed -> arrived p50 {:.2f} s "
+              "p99 {:.2f} s".format(name, *result["claimed_p50_p99"], *result["mailed_p50_p99"]),
+              flush=True)
+    return result
+
+
+def profile(stack, directory, run, seconds):
+    """py-spy on the database, every notifications and mailer process and the SMTP
+    server while the run delivers: raw flame graphs in ``directory``."""
+    import subprocess
+    spy = Path(sys.executable).with_name("py-spy")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    targets = [(c.name, c.process.pid) for c in stack.children(["mongo", *SERVICES])]
+    targets.append(("smtp", stack.smtp.process.pid))
+    return [subprocess.Popen([str(spy), "record", "-d", str(int(seconds)), "-r", "100",
+                              "-f", "raw", "-o", str(directory / f"{run}-{name}.txt"),
+                              "-p", str(pid)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+            for name, pid in targets]
+
+
+def idle_run(args, work, seconds=20):
+    """Database queries per second of notifications + mailer with nothing due (a
+    reminder next week, so the scheduler has something to look forward to)."""
+    with Vhost(args.management) as vhost, \
+            Stack(work / "idle", vhost.uri, services=["users", "events", *SERVICES]) as stack:
+        event = make_event(stack)
+        schedule(stack, event, 5, 0, lead=7 * 24 * 3600)
+        time.sleep(5)  # settle: every timer and sweeper has run once
+        before, started = opcounters(stack), time.time()
+        time.sleep(seconds)
+        rate = (opcounters(stack) - before) / (time.time() - started)
+        # the other services' own sweepers, measured alone
+        survivors = stack.sigkill(SERVICES)
+        assert survivors
+        time.sleep(2)
+        before, started = opcounters(stack), time.time()
+        time.sleep(seconds / 2)
+        others = (opcounters(stack) - before) / (time.time() - started)
+    ours = rate - others
+    print(f"  idle: {ours:.2f} queries/s from notifications + mailer "
+          f"({rate:.2f} in all, {others:.2f} from users + events)", flush=True)
+    return {"queries_per_s": ours}
+
+
+def format_row(label, r):
+    def seconds(value):
+        return "-" if value is None else f"{value:.2f} s"
+    per_s = "-" if r["per_s"] is None else f"{r['per_s']:.0f}/s"
+    return (f"| {label} | {r['delivered']} | {r['duplicated']} | {r['lost']} | "
+            f"{r['interrupted']} | {seconds(r['p50'])} | {seconds(r['p99'])} | "
+            f"{seconds(r['max'])} | {per_s} | {r.get('db_ops_per_reminder', 0):.1f} |")
+
+
+HEADER = ("| run | delivered | duplicated | lost | interrupted | delay p50 | delay p99 | "
+          "max | throughput | db ops/reminder |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def parse_instances(text):
+    instances = {}
+    for part in filter(None, (text or "").split(",")):
+        name, _, count = part.partition("=")
+        instances[name.strip()] = int(count)
+    return instances
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=1000, help="reminders to schedule")
-    parser.add_argument("--window", type=float, default=10.0,
-                        help="seconds over which they fall due (0: all at once)")
-    parser.add_argument("--lead", type=float, default=60.0,
-                        help="seconds from now to the first due reminder (time to schedule)")
-    parser.add_argument("--instances", type=int, default=2, help="processes of each service")
-    parser.add_argument("--kill-at", type=float, default=None,
-                        help="SIGKILL and restart every service this many seconds after "
-                             "the first due time (negative: before)")
+    parser.add_argument("--runs", default="burst,burst-2x2,spread,idle",
+                        help=f"comma-separated, of {', '.join([*RUNS, 'idle'])}")
+    parser.add_argument("--count", type=int, help="a custom run: reminders")
+    parser.add_argument("--window", type=float, default=0.0,
+                        help="a custom run: seconds over which they fall due")
+    parser.add_argument("--instances", default="", help="a custom run: e.g. mailer=2")
+    parser.add_argument("--lead", type=float, default=None,
+                        help="seconds from now to the first due time (default: from the count)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds after the last due time to wait for emails")
-    parser.add_argument("--quiet", type=float, default=5.0,
-                        help="seconds to keep listening for duplicates at the end")
-    parser.add_argument("--mongo-uri", default=None,
-                        help="an empty MongoDB to use instead of starting SecantusDB")
-    parser.add_argument("--amqp-host", default="127.0.0.1:5672")
     parser.add_argument("--management", default=os.environ.get(
         "RABBIT_MANAGEMENT", "http://127.0.0.1:15672"))
-    report = run(parser.parse_args())
-    sys.exit(1 if report["duplicated"] or report["lost"] else 0)
+    parser.add_argument("--keep", action="store_true", help="keep the runs' folders (logs)")
+    parser.add_argument("--env", action="append", default=[],
+                        help="NAME=value for every service process (repeatable), e.g. "
+                             "SMTP_POOL_SIZE=8")
+    parser.add_argument("--profile", default=None,
+                        help="a folder: py-spy flame graphs (raw) of every process per run")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="reminders-bench-"))
+    rows, failed = [], False
+    try:
+        if args.count:
+            runs = {"custom": dict(label=f"{args.count} over {args.window:g} s, "
+                                         f"{args.instances or 'one process each'}",
+                                   count=args.count, window=args.window,
+                                   instances=parse_instances(args.instances))}
+        else:
+            runs = {name: RUNS[name] for name in args.runs.split(",") if name in RUNS}
+        for name, spec in runs.items():
+            result = delivery_run(args, name, spec, work)
+            rows.append(format_row(spec["label"], result))
+            failed |= bool(result["duplicated"] or result["lost"])
+        idle = idle_run(args, work) if "idle" in args.runs.split(",") and not args.count else None
+    finally:
+        if args.keep:
+            print(f"logs: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(HEADER)
+    print("\n".join(rows))
+    if idle:
+        print(f"\nnothing due: {idle['queries_per_s']:.2f} database queries/s from the "
+              "notifications and mailer processes together")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

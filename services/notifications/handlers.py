@@ -400,8 +400,12 @@ def on_delivery_report(db, outcomes, now):
     of those times (when to sweep), or None. An outcome that no longer matches the
     reminder (another arming, a deleted reminder) changes nothing; the mailer's
     outcome also wins over a ``failed`` that this service decided itself when it
-    gave up waiting for one (``unconfirmed``)."""
-    writes, deferred = [], []
+    gave up waiting for one (``unconfirmed``).
+
+    One ``update_many`` per kind of outcome, not one update per reminder: SecantusDB
+    does a multi-document update for about half the cost per document. A report's
+    mails went out within milliseconds of each other; ``sent_at`` is the last."""
+    sent, failed, deferred = {}, {}, []
     for item in outcomes if isinstance(outcomes, list) else []:
         parsed = parse_send_key(item.get("send_key")) if isinstance(item, dict) else None
         if parsed is None:
@@ -410,37 +414,41 @@ def on_delivery_report(db, outcomes, now):
         status, reason = item.get("status"), item.get("reason")
         if status == "sent":
             try:
-                sent_at = parse_time(item["at"])
+                at = parse_time(item["at"])
             except (KeyError, TypeError, ValueError):
-                sent_at = now
-            change = {"$set": {"status": "sent", "sent_at": sent_at, "failure_reason": None,
-                               "updated_at": now}, "$inc": {"rev": 1}}
+                at = now
+            ids, latest = sent.get(arm, ([], at))
+            sent[arm] = (ids + [reminder_id], max(latest, at))
         elif status == "failed":
-            change = {"$set": {"status": "failed", "failure_reason": str(reason or "failed"),
-                               "updated_at": now}, "$inc": {"rev": 1}}
+            failed.setdefault((arm, str(reason or "failed")), []).append(reminder_id)
         elif status == "deferred":
             deferred.append((reminder_id, arm, str(reason or "")))
+    for arm, (ids, sent_at) in sent.items():
+        _conclude(db, ids, arm, {"status": "sent", "sent_at": sent_at, "failure_reason": None,
+                                 "updated_at": now})
+    for (arm, reason), ids in failed.items():
+        _conclude(db, ids, arm, {"status": "failed", "failure_reason": reason, "updated_at": now})
+    return _defer(db, deferred, now) if deferred else None
+
+
+def _conclude(db, ids, arm, fields):
+    done = storage.update_by_ids(db, ids, {"arm": arm, "status": "sending"}, {"$set": fields})
+    if done < len(ids):  # some may have been given up on: the mailer's word wins
+        storage.update_by_ids(db, ids, {"arm": arm, "status": "failed", "unconfirmed": True},
+                              {"$set": fields, "$unset": {"unconfirmed": ""}})
+
+
+def _defer(db, deferred, now):
+    attempts = {r["_id"]: r.get("delivery_attempts") or 1 for r in storage.find_by_ids(
+        db, [d[0] for d in deferred], {"status": "sending"}, {"delivery_attempts": 1})}
+    writes, next_try = [], None
+    for reminder_id, arm, reason in deferred:
+        if reminder_id not in attempts:
             continue
-        else:
-            continue
-        writes.append(UpdateOne({"_id": reminder_id, "arm": arm, "status": "sending"}, change))
-        # the mailer's word wins over a give-up of ours (scheduler.sweep)
-        writes.append(UpdateOne({"_id": reminder_id, "arm": arm, "status": "failed",
-                                 "unconfirmed": True}, {**change, "$unset": {"unconfirmed": ""}}))
-    next_try = None
-    if deferred:
-        attempts = {r["_id"]: r.get("delivery_attempts") or 1 for r in storage.find_by_ids(
-            db, [d[0] for d in deferred], {"status": "sending"},
-            {"delivery_attempts": 1})}
-        for reminder_id, arm, reason in deferred:
-            if reminder_id not in attempts:
-                continue
-            retry_at = now + timedelta(seconds=min(MAX_DEFERRAL_SECONDS,
-                                                   2 ** attempts[reminder_id]))
-            next_try = retry_at if next_try is None else min(next_try, retry_at)
-            writes.append(UpdateOne(
-                {"_id": reminder_id, "arm": arm, "status": "sending"},
-                {"$set": {"lease_until": retry_at, "last_error": reason}}))
+        retry_at = now + timedelta(seconds=min(MAX_DEFERRAL_SECONDS, 2 ** attempts[reminder_id]))
+        next_try = retry_at if next_try is None else min(next_try, retry_at)
+        writes.append(UpdateOne({"_id": reminder_id, "arm": arm, "status": "sending"},
+                                {"$set": {"lease_until": retry_at, "last_error": reason}}))
     if writes:
         db[storage.REMINDERS].bulk_write(writes, ordered=False)
     return next_try

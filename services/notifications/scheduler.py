@@ -113,8 +113,7 @@ def claim_due(db, now, publish, withdraw, relay, settings, clock=utc_now):
         for chunk in storage.chunks(ids, settings.batch):
             take_and_hand_over(
                 db, chunk, {"status": "scheduled", "remind_at": {"$lte": now}},
-                {"$set": {"status": "sending", "claimed_at": now, "delivery_attempts": 1,
-                          "last_error": None}},
+                {"$set": {"status": "sending", "claimed_at": now, "delivery_attempts": 1}},
                 now, publish, withdraw, relay, settings)
         now = clock()
 
