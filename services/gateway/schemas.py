@@ -6,6 +6,7 @@ enforce the domain rules. Unknown fields are rejected, and a string field never
 accepts anything but a string (no ``{"$ne": ""}`` reaching a query). Resource
 schemas document the responses in /openapi.json.
 """
+import functools
 import re
 import zoneinfo
 from datetime import datetime, timezone
@@ -319,8 +320,17 @@ class NotificationFilter(Query):
 
 # --- loading -------------------------------------------------------------------------
 
+@functools.cache
+def _instance(schema_class):
+    return schema_class()
+
+
 def load(schema, data):
-    """``data`` checked and normalised by ``schema``; 422 ValidationError otherwise."""
+    """``data`` checked and normalised by ``schema`` (a Schema, or a Schema class: one
+    instance of it is kept, building one per request costs more than the check);
+    422 ValidationError otherwise."""
+    if isinstance(schema, type):
+        schema = _instance(schema)
     try:
         return schema.load(data)
     except FieldError as error:
@@ -329,6 +339,8 @@ def load(schema, data):
 
 def load_query(schema, args):
     """As ``load``, for a werkzeug MultiDict of query parameters."""
+    if isinstance(schema, type):
+        schema = _instance(schema)
     data, repeated = {}, {}
     for name in args:
         values = args.getlist(name)

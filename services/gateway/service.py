@@ -81,13 +81,13 @@ class GatewayService:
 
     @http("POST", "/users")
     def register(self, request, body):
-        user = self.users.register(**load(Registration(), body))
+        user = self.users.register(**load(Registration, body))
         self.read_models.accounts.apply(user)
         return 201, user
 
     @http("POST", "/auth/token")
     def issue_token(self, request, body):
-        token = self.users.authenticate(**load(Credentials(), body))
+        token = self.users.authenticate(**load(Credentials, body))
         return 200, {"Cache-Control": "no-store"}, token
 
     @http("GET", "/users/me")
@@ -97,14 +97,14 @@ class GatewayService:
     @http("PATCH", "/users/me")
     def change_email(self, request, body):
         user = self.auth.user(request)
-        changed = self.users.change_email(user["id"], load(EmailAddress(), body)["email"])
+        changed = self.users.change_email(user["id"], load(EmailAddress, body)["email"])
         self.read_models.accounts.apply(changed)
         return changed
 
     @http("POST", "/users/me/emails")
     def add_email(self, request, body):
         user = self.auth.user(request)
-        changed = self.users.add_email(user["id"], load(EmailAddress(), body)["email"])
+        changed = self.users.add_email(user["id"], load(EmailAddress, body)["email"])
         self.read_models.accounts.apply(changed)
         return 201, changed
 
@@ -123,7 +123,7 @@ class GatewayService:
 
     @http("GET", "/events")
     def search_events(self, request):
-        query = load_query(EventSearch(), request.args)
+        query = load_query(EventSearch, request.args)
         body = self.read_models.events.search(query)
         if body is None:  # beyond what this process holds: the search service's read model
             return self.search.search(query)
@@ -141,14 +141,14 @@ class GatewayService:
     @http("POST", "/events")
     def create_event(self, request, body):
         self.auth.admin(request)
-        event = self.events.create(load(EventCreate(), body))
+        event = self.events.create(load(EventCreate, body))
         self.read_models.events.apply(event)
         return 201, event
 
     @http("PATCH", "/events/<event_id>")
     def update_event(self, request, event_id, body):
         self.auth.admin(request)
-        event = self.events.update(event_id, load(EventChanges(), body))
+        event = self.events.update(event_id, load(EventChanges, body))
         self.read_models.events.apply(event)
         return event
 
@@ -163,12 +163,12 @@ class GatewayService:
     @http("POST", "/notifications")
     def create_notification(self, request, body):
         user = self.auth.user(request)
-        return 201, self.notifications.create(user, load(NotificationCreate(), body))
+        return 201, self.notifications.create(user, load(NotificationCreate, body))
 
     @http("GET", "/notifications")
     def list_notifications(self, request):
         user = self.auth.user(request)
-        filters = load_query(NotificationFilter(), request.args)
+        filters = load_query(NotificationFilter, request.args)
         return self.notifications.list(user["id"], filters)
 
     @http("GET", "/notifications/<notification_id>")
@@ -179,13 +179,13 @@ class GatewayService:
     @http("PATCH", "/notifications/<notification_id>")
     def update_notification(self, request, notification_id, body):
         user = self.auth.user(request)
-        changes = load(NotificationChanges(), body)
+        changes = load(NotificationChanges, body)
         return self.notifications.update(user, notification_id, changes)
 
     @http("POST", "/notifications/<notification_id>/snooze")
     def snooze_notification(self, request, notification_id, body):
         user = self.auth.user(request)
-        minutes = load(Snooze(), body)["minutes"]
+        minutes = load(Snooze, body)["minutes"]
         return self.notifications.snooze(user["id"], notification_id, minutes)
 
     @http("DELETE", "/notifications/<notification_id>")
