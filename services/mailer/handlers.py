@@ -137,10 +137,14 @@ def someone_elses(post, mail):
     mark = post.mark(mail.send_key)
     if mark is None or mark.get("withdrawn"):
         return None  # withdrawn: the notifications service cancelled it itself
+    ours = mark.get("holder") == post.holder
+    if ours and post.holds(mail.send_key):
+        return None  # being sent by this process right now (it stops holding it once
+        # the outcome is recorded, so the check below then finds the outcome)
     known = post.known_outcomes([mail.send_key])
     if known:
         return post.record(known[mail.send_key], recorded=True)
-    if mark.get("holder") == post.holder and not post.holds(mail.send_key):
+    if ours:
         # our own mark from a write whose answer we never got: it was not sent
         post.release(mail.send_key)
         return post.record(outcome(mail, "deferred", post.now(), "taken again after an error"))

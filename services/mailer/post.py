@@ -5,7 +5,7 @@ A small pool of kept-open SMTP connections (smtp.Pool), the grouped writes of th
 sent log (storage.GroupWriter: the hand-over marks and the outcomes), and the
 publishing of ``delivery_report``s. handlers.py decides; this carries it out.
 Configuration: SMTP_HOST, SMTP_PORT, SMTP_TIMEOUT, SMTP_POOL_SIZE (connections per
-process, default 4), MAIL_FROM, MAILER_LEASE_SECONDS.
+process, default 8), MAIL_FROM, MAILER_LEASE_SECONDS.
 """
 import logging
 import uuid
@@ -33,7 +33,7 @@ class Post(DependencyProvider):
             host=setting(config, "SMTP_HOST", "127.0.0.1"),  # unset: the local sink
             port=int(setting(config, "SMTP_PORT", 1025)),
             timeout=float(setting(config, "SMTP_TIMEOUT", 10)),
-            size=int(setting(config, "SMTP_POOL_SIZE", 4)),
+            size=int(setting(config, "SMTP_POOL_SIZE", 8)),
         )
         self.sender = setting(config, "MAIL_FROM", smtp.DEFAULT_SENDER)
         self.lease_seconds = float(setting(config, "MAILER_LEASE_SECONDS", 30))

@@ -279,7 +279,7 @@ class Pool:
     anything was handed over, so the message is tried once more on a new one.
     """
 
-    def __init__(self, host, port, timeout=10.0, size=4):
+    def __init__(self, host, port, timeout=10.0, size=8):
         self.host, self.port, self.timeout = host, int(port), float(timeout)
         self.size = max(1, int(size))
         self._slots = Semaphore(self.size)

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import eventlet
 from nameko.extensions import DependencyProvider
 
 from bus.messages import new_message, utc_now
@@ -33,7 +34,7 @@ from .handlers import cancel_reminders, is_live, send_key
 from .schemas import resource
 
 log = logging.getLogger(__name__)
-CANDIDATES = 500  # due reminders read per query: SecantusDB's cost is the range, not the limit
+CANDIDATES = 2000  # due reminders read per query: SecantusDB's cost is the range, not the limit
 
 
 @dataclass
@@ -92,6 +93,15 @@ def claim_due(db, now, publish, withdraw, relay, settings, clock=utc_now):
     """Claim and hand over every due reminder; returns the next due time within the
     horizon, or None. Reminders overdue by more than the catch-up window (the system
     was down) are not sent any more: they become ``failed`` with the reason ``missed``."""
+    # the publish of one chunk overlaps the claim of the next
+    publishing = eventlet.GreenPool(2)
+    try:
+        return _claim_all(db, now, publish, withdraw, relay, settings, clock, publishing)
+    finally:
+        publishing.waitall()
+
+
+def _claim_all(db, now, publish, withdraw, relay, settings, clock, publishing):
     while True:
         window = list(db[storage.REMINDERS].find(
             {"status": "scheduled", "remind_at": {"$lte": now + timedelta(seconds=settings.horizon)}},
@@ -111,16 +121,19 @@ def claim_due(db, now, publish, withdraw, relay, settings, clock=utc_now):
         # instead of racing for the same ones.
         random.shuffle(ids)
         for chunk in storage.chunks(ids, settings.batch):
+            at = clock()
             take_and_hand_over(
                 db, chunk, {"status": "scheduled", "remind_at": {"$lte": now}},
-                {"$set": {"status": "sending", "claimed_at": now, "delivery_attempts": 1}},
-                now, publish, withdraw, relay, settings)
+                {"$set": {"status": "sending", "claimed_at": at, "delivery_attempts": 1}},
+                at, publish, withdraw, relay, settings, publishing.spawn)
         now = clock()
 
 
-def take_and_hand_over(db, ids, condition, change, now, publish, withdraw, relay, settings):
+def take_and_hand_over(db, ids, condition, change, now, publish, withdraw, relay, settings,
+                       run=lambda function, *args: function(*args)):
     """Claim the reminders of ``ids`` that still match ``condition`` and publish their
-    ``reminder_due``; returns how many were claimed."""
+    ``reminder_due`` (through ``run``: at once, or in a greenthread); returns how many
+    were claimed."""
     claim = uuid.uuid4().hex
     lease = now + timedelta(seconds=settings.lease_seconds)
     update = {**change, "$set": {**change.get("$set", {}), "claim": claim, "lease_until": lease}}
@@ -133,15 +146,22 @@ def take_and_hand_over(db, ids, condition, change, now, publish, withdraw, relay
         # its event was cancelled or deleted meanwhile: cancel these, never send them
         cancel_reminders(db, events.get(event_id), now, relay, withdraw)
     if live:
+        run(_publish, db, publish, due_message(live, events), live, claim, now, settings)
+    return len(claimed)
+
+
+def _publish(db, publish, message, reminders, claim, now, settings):
+    try:
+        publish(message)
+    except Exception:  # noqa: BLE001  the broker is down: try again soon, same keys
+        log.exception("publishing reminder_due for %d reminders failed", len(reminders))
+        retry_at = now + timedelta(seconds=settings.retry_publish_seconds)
         try:
-            publish(due_message(live, events))
-        except Exception:  # noqa: BLE001  the broker is down: try again soon, same keys
-            log.exception("publishing reminder_due for %d reminders failed", len(live))
-            retry_at = now + timedelta(seconds=settings.retry_publish_seconds)
-            storage.update_by_ids(db, [r["_id"] for r in live],
+            storage.update_by_ids(db, [r["_id"] for r in reminders],
                                   {"claim": claim, "status": "sending"},
                                   {"$set": {"lease_until": retry_at}})
-    return len(claimed)
+        except Exception:  # noqa: BLE001  then the whole lease it is
+            log.exception("could not shorten the lease of %d reminders", len(reminders))
 
 
 def due_message(reminders, events):
