@@ -1,11 +1,12 @@
 """The baseline's routes: GET/POST /events, GET/PUT/DELETE /events/{id} on one collection.
 
-Each request makes one database call: ``find`` (at most 50, soonest first),
-``find_one``, ``insert_one``, ``find_one_and_update`` or ``delete_one``. Errors
-have API.md's shape. ``app`` is what gunicorn serves (``loadtests.baseline.app:app``).
+Each request makes one database call, ``find_one``, ``insert_one``,
+``find_one_and_update`` or ``delete_one``, except the list: the 50 soonest upcoming
+events, read in widening time windows (``upcoming``). Errors have API.md's shape.
+``app`` is what gunicorn serves (``loadtests.baseline.app:app``).
 """
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import falcon
 from pymongo import ASCENDING, ReturnDocument
@@ -19,6 +20,27 @@ from loadtests.baseline.events import (
 )
 
 LIST_LIMIT = 50
+FIRST_WINDOW = timedelta(days=1)
+OPEN_ENDED_AFTER = timedelta(days=3 * 365)
+
+
+def upcoming(events, now, limit):
+    """The ``limit`` soonest events from ``now`` on, read in widening time windows.
+
+    SecantusDB reads every document a range holds before it applies a limit (one
+    open range or an index-ordered scan reads the whole collection: 1.6 req/s at
+    10,000 events), so a single-service app on it reads the next day first, then
+    the day after, then 2, 4, ... days, as EventPost's search does."""
+    found, start, width = [], now, FIRST_WINDOW
+    while len(found) < limit:
+        end = start + width if start - now < OPEN_ENDED_AFTER else None
+        window = {"$gte": start} if end is None else {"$gte": start, "$lt": end}
+        found += events.find({"starts_at": window}).sort("starts_at", ASCENDING).limit(
+            limit - len(found))
+        if end is None:
+            return found
+        start, width = end, width * 2
+    return found
 
 
 def _error(resp, status, code, message, details=None):
@@ -39,7 +61,7 @@ class Events:
         self.events = events
 
     def on_get(self, req, resp):
-        documents = self.events.find({}).sort("starts_at", ASCENDING).limit(LIST_LIMIT)
+        documents = upcoming(self.events, datetime.now(timezone.utc), LIST_LIMIT)
         resp.text = json.dumps({"items": [to_resource(d) for d in documents],
                                 "next_cursor": None})
 
