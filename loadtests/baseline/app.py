@@ -27,19 +27,25 @@ OPEN_ENDED_AFTER = timedelta(days=3 * 365)
 def upcoming(events, now, limit):
     """The ``limit`` soonest events from ``now`` on, read in widening time windows.
 
-    SecantusDB reads every document a range holds before it applies a limit (one
-    open range or an index-ordered scan reads the whole collection: 1.6 req/s at
-    10,000 events), so a single-service app on it reads the next day first, then
-    the day after, then 2, 4, ... days, as EventPost's search does."""
+    SecantusDB reads every document a range holds before it applies a limit (a sorted
+    find over 10,000 events served 1.6 req/s), so a single-service app on it reads
+    the next day first, then a window sized for what is still missing at the
+    density seen so far: one query at 10,000 events, about three at 50."""
     found, start, width = [], now, FIRST_WINDOW
     while len(found) < limit:
-        end = start + width if start - now < OPEN_ENDED_AFTER else None
-        window = {"$gte": start} if end is None else {"$gte": start, "$lt": end}
+        if start - now >= OPEN_ENDED_AFTER:
+            window = {"$gte": start}
+        else:
+            window = {"$gte": start, "$lt": start + width}
         found += events.find({"starts_at": window}).sort("starts_at", ASCENDING).limit(
             limit - len(found))
-        if end is None:
-            return found
-        start, width = end, width * 2
+        if "$lt" not in window:
+            break
+        start += width
+        per_second = len(found) / (start - now).total_seconds()
+        missing = limit - len(found)
+        width = max(width * 2, timedelta(seconds=missing / per_second)) if per_second \
+            else width * 8
     return found
 
 
