@@ -70,11 +70,19 @@ class Postman:
         self._stopped = False
         self._marks = storage.GroupWriter(self._write_marks, "hand-over marks")
         self._outcomes = storage.GroupWriter(self._write_outcomes, "outcomes")
+        self._reports = storage.GroupWriter(self._publish, "delivery reports")
+
+    def drain(self):
+        """Wait until every outcome so far is recorded and reported."""
+        self._outcomes.drain()
+        self._reports.drain()
 
     def stop(self):
+        self._reports.drain(timeout=3)  # what is recorded, report now; else the lease will
         self._stopped = True
         self._marks.stop()
         self._outcomes.stop()
+        self._reports.stop()
         self.pool.close()
 
     # what handlers.py uses
@@ -145,7 +153,10 @@ class Postman:
         final = [stored.get(entry["_id"], entry) for entry, _ in items]
         for entry in final:
             self._holding.discard(entry["_id"])
-        self._publish([handlers.report_item(entry) for entry in final])
+        # reported by another greenthread, so the next outcomes are recorded meanwhile:
+        # a mail sent but not yet recorded is one a crash turns into "interrupted"
+        for entry in final:
+            self._reports.submit(handlers.report_item(entry))
         return final
 
     def _publish(self, outcomes):
@@ -165,6 +176,7 @@ class Postman:
             else:
                 log.error("gave up publishing a delivery report of %d outcomes; the "
                           "notifications service will hand them over again", len(outcomes))
+        return [None] * len(outcomes)
 
 
 def _stored(entry):

@@ -114,6 +114,7 @@ class GroupWriter:
         self._queue = []
         self._ready = Event()
         self._thread = None
+        self._writing = 0
 
     def submit(self, item):
         done = Event()
@@ -131,14 +132,23 @@ class GroupWriter:
                 self._ready = Event()
                 continue
             batch, self._queue = self._queue, []
+            self._writing = len(batch)
             try:
                 results = self.write([item for item, _ in batch])
             except Exception as error:  # noqa: BLE001  each waiter decides what it means
                 for _, done in batch:
                     done.send_exception(error)
                 continue
+            finally:
+                self._writing = 0
             for (_, done), result in zip(batch, results):
                 done.send(result)
+
+    def drain(self, timeout=10):
+        """Wait until everything submitted so far is written (tests, shutdown)."""
+        with eventlet.Timeout(timeout, False):
+            while self._queue or self._writing:
+                eventlet.sleep(0.01)
 
     def stop(self):
         if self._thread is not None:

@@ -68,7 +68,9 @@ def mail(key="reminder:n1:1", attempt=1, write=None):
 
 
 def deliver(post, *mails):
-    return [r and r["status"] for r in handlers.deliver(post, list(mails or [mail()]))]
+    results = [r and r["status"] for r in handlers.deliver(post, list(mails or [mail()]))]
+    post.drain()  # reports go out in the background
+    return results
 
 
 def test_a_batch_is_sent_and_reported_once(db, reports):
