@@ -16,7 +16,8 @@ A mark without an outcome means the holder is handing the mail over right now, o
 died while doing it. Older than the lease, such a key ends ``failed`` with the
 reason ``interrupted`` and is never sent again: the server may have accepted it
 just before the crash, and API.md says a reminder is never mailed twice. The
-window is the DATA exchange plus one grouped database write, milliseconds. Every
+window is the DATA exchange: the server's answer goes to a local journal at once,
+which another mailer on the machine records if this one dies (storage.Journal). Every
 mail carries a Message-ID made from its send key (smtp.py), so clients can tell
 copies apart if one is ever sent twice anyway.
 
@@ -149,6 +150,10 @@ def someone_elses(post, mail):
         post.release(mail.send_key)
         return post.record(outcome(mail, "deferred", post.now(), "taken again after an error"))
     if (post.now() - mark["at"]).total_seconds() > post.lease_seconds:
+        post.recover()  # its holder died: did it get the server's answer?
+        known = post.known_outcomes([mail.send_key])
+        if known:
+            return post.record(known[mail.send_key], recorded=True)
         return post.record(outcome(mail, "failed", post.now(), INTERRUPTED))
     return None  # a live instance has it and will report it
 

@@ -37,6 +37,9 @@ class Post(DependencyProvider):
         )
         self.sender = setting(config, "MAIL_FROM", smtp.DEFAULT_SENDER)
         self.lease_seconds = float(setting(config, "MAILER_LEASE_SECONDS", 30))
+        database = f"{setting(config, 'MONGO_DATABASE_PREFIX', '')}{self.container.service_name}"
+        self.journals = storage.journal_folder(setting(config, "MONGO_URI"), database,
+                                               setting(config, "MAILER_JOURNAL_DIR"))
         self.postman = None
 
     def start(self):
@@ -44,7 +47,7 @@ class Post(DependencyProvider):
         db = next(d for d in deps if isinstance(d, Mongo)).database
         announcer = next(d for d in deps if isinstance(d, Announcer))
         self.postman = Postman(db, announcer.publish, smtp.Pool(**self.settings),
-                               self.sender, self.lease_seconds)
+                               self.sender, self.lease_seconds, journals=self.journals)
 
     def stop(self):
         if self.postman is not None:
@@ -60,7 +63,7 @@ class Postman:
     """The SMTP pool, the grouped writes and the reports of one mailer process."""
 
     def __init__(self, db, publish, pool, sender=smtp.DEFAULT_SENDER, lease_seconds=30.0,
-                 holder=None):
+                 holder=None, journals=None):
         self.db, self.publish, self.pool = db, publish, pool
         self.sender, self.lease_seconds = sender, float(lease_seconds)
         self.parallel = getattr(pool, "size", 4)
@@ -68,6 +71,11 @@ class Postman:
         self.holder = holder or uuid.uuid4().hex[:12]
         self._holding = set()
         self._stopped = False
+        self.journals = journals
+        self.journal = None
+        if journals is not None:
+            self.journal = storage.Journal(journals, self.holder)
+            self.recover()
         self._marks = storage.GroupWriter(self._write_marks, "hand-over marks")
         self._outcomes = storage.GroupWriter(self._write_outcomes, "outcomes")
         self._reports = storage.GroupWriter(self._publish, "delivery reports")
@@ -78,11 +86,14 @@ class Postman:
         self._reports.drain()
 
     def stop(self):
+        self._outcomes.drain(timeout=5)
         self._reports.drain(timeout=3)  # what is recorded, report now; else the lease will
         self._stopped = True
         self._marks.stop()
         self._outcomes.stop()
         self._reports.stop()
+        if self.journal is not None:  # kept if something is still only in it
+            self.journal.close(remove=not self.journal.unrecorded)
         self.pool.close()
 
     # what handlers.py uses
@@ -115,9 +126,20 @@ class Postman:
     def known_outcomes(self, send_keys):
         return storage.find_outcomes(self.db, send_keys)
 
+    def recover(self):
+        """Outcomes that dead mailer processes of this machine had only in their journals."""
+        if self.journals is not None:
+            try:
+                storage.recover(self.db, self.journals)
+            except Exception:  # noqa: BLE001  the files stay for the next try
+                log.exception("could not recover the journals in %s", self.journals)
+
     def record(self, entry, recorded=False):
         """Record ``entry`` (unless ``recorded``) and report it; returns a callable that
-        waits for both and returns the outcome as stored."""
+        waits until it is recorded and returns the outcome as stored. A final outcome
+        goes to the journal first, at once (storage.Journal)."""
+        if self.journal is not None and not recorded and entry["status"] in ("sent", "failed"):
+            self.journal.write(_stored(entry))
         done = self._outcomes.submit((entry, recorded))
         return done.wait
 
@@ -151,6 +173,8 @@ class Postman:
             lambda: storage.record(self.db, [_stored(e) for e in new]),
             "recording outcomes", stopped=lambda: self._stopped) if new else {}
         final = [stored.get(entry["_id"], entry) for entry, _ in items]
+        if self.journal is not None:
+            self.journal.recorded(e["_id"] for e in new)
         for entry in final:
             self._holding.discard(entry["_id"])
         # reported by another greenthread, so the next outcomes are recorded meanwhile:

@@ -16,7 +16,12 @@ updates; ``GroupWriter`` puts what concurrent sends write at the same moment int
 one round trip. (Entries of the earlier schema, one document per key in
 ``sends`` with its ``status``, still count as outcomes.)
 """
+import hashlib
+import json
 import logging
+import tempfile
+from datetime import datetime
+from pathlib import Path
 
 import eventlet
 from eventlet.event import Event
@@ -169,3 +174,76 @@ def retrying(operation, what, stopped=lambda: False, first_pause=0.2, max_pause=
             log.warning("%s failed (%s); retrying in %.1fs", what, error, pause)
             eventlet.sleep(pause)
             pause = min(max_pause, pause * 2)
+
+
+class Journal:
+    """What the SMTP server answered, in a local file, the moment it answers.
+
+    An outcome reaches the database a grouped write later; a process killed in
+    between would leave marks without outcomes, and those keys would end
+    ``interrupted`` although their mails went out. A line written to a file survives
+    the kill (it is in the kernel once ``write`` returns), so the next mailer on this
+    machine records it instead (``recover``). Each process holds an exclusive
+    ``flock`` on its own file while it lives: a file nobody holds is a dead
+    process's. The folder is per database (``journal_folder``), so two systems on one
+    machine never read each other's. A file is emptied whenever all it holds is in
+    the database.
+    """
+
+    def __init__(self, folder, holder):
+        import fcntl
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / f"{holder}.journal"
+        self.file = open(self.path, "a+", buffering=1)
+        fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.unrecorded = set()
+
+    def write(self, entry):
+        self.file.write(json.dumps({**entry, "at": entry["at"].isoformat()}) + "\n")
+        self.unrecorded.add(entry["_id"])
+
+    def recorded(self, send_keys):
+        self.unrecorded.difference_update(send_keys)
+        if not self.unrecorded:
+            self.file.truncate(0)
+
+    def close(self, remove=True):
+        self.file.close()
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+
+def journal_folder(config_uri, database_name, base=None):
+    digest = hashlib.sha256(f"{config_uri} {database_name}".encode()).hexdigest()[:16]
+    return Path(base or tempfile.gettempdir()) / f"eventpost-mailer-{digest}"
+
+
+def recover(db, folder):
+    """Record the outcomes in the journals of mailer processes that died; how many."""
+    import fcntl
+    count = 0
+    for path in sorted(Path(folder).glob("*.journal")):
+        try:
+            with open(path, "r+") as file:
+                try:
+                    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its process is alive
+                entries = []
+                for line in file:
+                    try:
+                        entry = json.loads(line)
+                        entry["at"] = datetime.fromisoformat(entry["at"])
+                        entries.append(entry)
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line cut short by the kill
+                record(db, entries)
+                count += len(entries)
+            path.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue  # another process recovered it first
+    if count:
+        log.warning("recorded %d outcomes that mailer processes which died had only in "
+                    "their journals", count)
+    return count

@@ -225,3 +225,34 @@ def test_the_writes_of_concurrent_sends_are_grouped(db, reports):
     deliver(post, *[mail(f"reminder:n{i}:1") for i in range(40)])
     assert len(server.accepted) == 40
     assert sum(calls) == 40 and len(calls) < 40  # fewer round trips than mails
+
+
+def test_an_answer_a_dead_holder_had_only_in_its_journal_is_not_called_interrupted(
+        db, reports, tmp_path):
+    server = Server()
+    post = Postman(db, reports, server, holder="me", journals=tmp_path)
+    long_ago = datetime.now(timezone.utc) - timedelta(seconds=31)
+    storage.take(db, [{"_id": "reminder:n1:1", "kind": "reminder", "holder": "dead",
+                       "at": long_ago}])
+    dead = storage.Journal(tmp_path, "dead")
+    dead.write({"_id": "reminder:n1:1", "status": "sent", "at": long_ago, "reason": None,
+                "notification_id": "n1", "kind": "reminder"})
+    dead.file.close()  # killed: its lock is gone, its file stays
+    alive = storage.Journal(tmp_path, "alive")
+    alive.write({"_id": "reminder:n2:1", "status": "sent", "at": long_ago, "reason": None,
+                 "notification_id": "n2", "kind": "reminder"})
+    assert deliver(post, mail()) == ["sent"]  # recorded from the journal, not resent
+    assert server.accepted == []
+    assert reports.by_status() == [("reminder:n1:1", "sent")]
+    # a live process's journal is its own business
+    assert storage.find_outcomes(db, ["reminder:n2:1"]) == {}
+    assert sorted(p.name for p in tmp_path.glob("*.journal")) == ["alive.journal",
+                                                                  "me.journal"]
+
+
+def test_a_journal_is_emptied_once_its_outcomes_are_recorded(db, reports, tmp_path):
+    post = Postman(db, reports, Server(), holder="me", journals=tmp_path)
+    assert deliver(post, *[mail(f"reminder:n{i}:1") for i in range(5)]) == ["sent"] * 5
+    assert (tmp_path / "me.journal").read_text() == ""
+    post.stop()
+    assert not (tmp_path / "me.journal").exists()
