@@ -16,8 +16,8 @@ A mark without an outcome means the holder is handing the mail over right now, o
 died while doing it. Older than the lease, such a key ends ``failed`` with the
 reason ``interrupted`` and is never sent again: the server may have accepted it
 just before the crash, and API.md says a reminder is never mailed twice. The
-window is the DATA exchange: the server's answer goes to a local journal at once,
-which another mailer on the machine records if this one dies (storage.Journal). Every
+window is the DATA exchange alone: each step also goes to a local journal at once,
+which another mailer on the machine settles if this one dies (storage.Journal). Every
 mail carries a Message-ID made from its send key (smtp.py), so clients can tell
 copies apart if one is ever sent twice anyway.
 
@@ -115,6 +115,8 @@ def deliver_one(post, mail):
 
     def committing():
         held["mine"] = post.take(mail)
+        if held["mine"]:
+            post.handing_over(mail.send_key)
         return held["mine"]
 
     try:

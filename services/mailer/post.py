@@ -93,7 +93,7 @@ class Postman:
         self._outcomes.stop()
         self._reports.stop()
         if self.journal is not None:  # kept if something is still only in it
-            self.journal.close(remove=not self.journal.unrecorded)
+            self.journal.close(remove=not self.journal.open)
         self.pool.close()
 
     # what handlers.py uses
@@ -116,9 +116,16 @@ class Postman:
     def release(self, send_key):
         try:
             storage.release(self.db, send_key, self.holder)
+            if self.journal is not None:
+                self.journal.release(send_key)
         except Exception:  # noqa: BLE001  the mark stays: the key ends "interrupted" later
             log.exception("could not give send key %s back", send_key)
         self._holding.discard(send_key)
+
+    def handing_over(self, send_key):
+        """Right before DATA: from now on the server may have it."""
+        if self.journal is not None:
+            self.journal.data(send_key)
 
     def mark(self, send_key):
         return storage.find_marks(self.db, [send_key]).get(send_key)
@@ -139,7 +146,7 @@ class Postman:
         waits until it is recorded and returns the outcome as stored. A final outcome
         goes to the journal first, at once (storage.Journal)."""
         if self.journal is not None and not recorded and entry["status"] in ("sent", "failed"):
-            self.journal.write(_stored(entry))
+            self.journal.outcome(_stored(entry))
         done = self._outcomes.submit((entry, recorded))
         return done.wait
 
@@ -151,12 +158,17 @@ class Postman:
 
     def _write_marks(self, mails):
         now = utc_now()
+        if self.journal is not None:
+            for mail in mails:
+                self.journal.take(mail.send_key)
         marks = {}
         for mail in mails:  # the same key twice in one group: one mark, the first wins
             marks.setdefault(mail.send_key, {
                 "_id": mail.send_key, "kind": mail.kind, "notification_id": mail.notification_id,
                 "holder": self.holder, "at": now})
         taken = storage.take(self.db, list(marks.values()))
+        if self.journal is not None and taken:
+            self.journal.settled(taken)  # someone else's: nothing of ours to settle later
         results, seen = [], set()
         for mail in mails:
             mine = mail.send_key not in taken and mail.send_key not in seen
@@ -174,7 +186,7 @@ class Postman:
             "recording outcomes", stopped=lambda: self._stopped) if new else {}
         final = [stored.get(entry["_id"], entry) for entry, _ in items]
         if self.journal is not None:
-            self.journal.recorded(e["_id"] for e in new)
+            self.journal.settled(entry["_id"] for entry, _ in items)
         for entry in final:
             self._holding.discard(entry["_id"])
         # reported by another greenthread, so the next outcomes are recorded meanwhile:

@@ -177,17 +177,22 @@ def retrying(operation, what, stopped=lambda: False, first_pause=0.2, max_pause=
 
 
 class Journal:
-    """What the SMTP server answered, in a local file, the moment it answers.
+    """What happened to each send key this process took, in a local file, as it happens.
 
-    An outcome reaches the database a grouped write later; a process killed in
-    between would leave marks without outcomes, and those keys would end
-    ``interrupted`` although their mails went out. A line written to a file survives
-    the kill (it is in the kernel once ``write`` returns), so the next mailer on this
-    machine records it instead (``recover``). Each process holds an exclusive
-    ``flock`` on its own file while it lives: a file nobody holds is a dead
-    process's. The folder is per database (``journal_folder``), so two systems on one
-    machine never read each other's. A file is emptied whenever all it holds is in
-    the database.
+    Lines (JSON): ``take`` (before its mark is inserted), ``data`` (right before the
+    DATA command), the final ``outcome`` (the moment the server answers, before the
+    database has it), ``release`` (given back). A line written to a file survives a
+    kill -9 (it is in the kernel once ``write`` returns), so when this process dies,
+    the next mailer on the machine reads its file (``recover``): outcomes are
+    recorded; a key taken but never sent (no ``data``) is given back, to be sent
+    after all; only a key killed between ``data`` and the answer is ``interrupted``.
+    Without this, every mark a killed process had written without a recorded
+    outcome (a database round trip each) would be ``interrupted``.
+
+    Each process holds an exclusive ``flock`` on its own file while it lives: a file
+    nobody holds is a dead process's. The folder is per database (``journal_folder``),
+    so two systems on one machine never read each other's. The file is emptied
+    whenever nothing in it is still open.
     """
 
     def __init__(self, folder, holder):
@@ -197,15 +202,30 @@ class Journal:
         self.path = self.folder / f"{holder}.journal"
         self.file = open(self.path, "a+", buffering=1)
         fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.unrecorded = set()
+        self.open = set()  # keys taken and not yet recorded or given back
 
-    def write(self, entry):
-        self.file.write(json.dumps({**entry, "at": entry["at"].isoformat()}) + "\n")
-        self.unrecorded.add(entry["_id"])
+    def _line(self, **fields):
+        self.file.write(json.dumps(fields, default=str) + "\n")
 
-    def recorded(self, send_keys):
-        self.unrecorded.difference_update(send_keys)
-        if not self.unrecorded:
+    def take(self, send_key):
+        self.open.add(send_key)
+        self._line(k=send_key, e="take")
+
+    def data(self, send_key):
+        self._line(k=send_key, e="data")
+
+    def outcome(self, entry):
+        self.open.add(entry["_id"])
+        self._line(k=entry["_id"], e="outcome", o={**entry, "at": entry["at"].isoformat()})
+
+    def release(self, send_key):
+        self._line(k=send_key, e="release")
+        self.settled([send_key])
+
+    def settled(self, send_keys):
+        """These keys are in the database (or given back): the file needs them no more."""
+        self.open.difference_update(send_keys)
+        if not self.open:
             self.file.truncate(0)
 
     def close(self, remove=True):
@@ -220,7 +240,7 @@ def journal_folder(config_uri, database_name, base=None):
 
 
 def recover(db, folder):
-    """Record the outcomes in the journals of mailer processes that died; how many."""
+    """Settle what mailer processes that died left in their journals; how many keys."""
     import fcntl
     count = 0
     for path in sorted(Path(folder).glob("*.journal")):
@@ -230,20 +250,38 @@ def recover(db, folder):
                     fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     continue  # its process is alive
-                entries = []
-                for line in file:
-                    try:
-                        entry = json.loads(line)
-                        entry["at"] = datetime.fromisoformat(entry["at"])
-                        entries.append(entry)
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a line cut short by the kill
-                record(db, entries)
-                count += len(entries)
+                count += _settle(db, path.stem, file)
             path.unlink(missing_ok=True)
         except FileNotFoundError:
             continue  # another process recovered it first
     if count:
-        log.warning("recorded %d outcomes that mailer processes which died had only in "
-                    "their journals", count)
+        log.warning("settled %d send keys left by mailer processes that died", count)
     return count
+
+
+def _settle(db, holder, lines):
+    state = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            key, event = entry["k"], entry["e"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by the kill
+        if event == "outcome":
+            outcome = dict(entry["o"])
+            outcome["at"] = datetime.fromisoformat(outcome["at"])
+            state[key] = outcome
+        elif event == "data":
+            if state.get(key) in (None, "take"):
+                state[key] = "data"
+        elif event == "take":
+            state.setdefault(key, "take")
+        elif event == "release":
+            state[key] = "release"
+    outcomes = [value for value in state.values() if isinstance(value, dict)]
+    record(db, outcomes)
+    never_sent = [key for key, value in state.items() if value == "take"]
+    for key in never_sent:  # taken, never handed over: free for the next attempt
+        db[SENDS].delete_one({"_id": key, "holder": holder, "withdrawn": {"$ne": True}})
+    # "data" without an answer stays a mark without an outcome: interrupted
+    return len(outcomes) + len(never_sent)

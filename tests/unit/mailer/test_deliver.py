@@ -235,12 +235,14 @@ def test_an_answer_a_dead_holder_had_only_in_its_journal_is_not_called_interrupt
     storage.take(db, [{"_id": "reminder:n1:1", "kind": "reminder", "holder": "dead",
                        "at": long_ago}])
     dead = storage.Journal(tmp_path, "dead")
-    dead.write({"_id": "reminder:n1:1", "status": "sent", "at": long_ago, "reason": None,
-                "notification_id": "n1", "kind": "reminder"})
+    dead.take("reminder:n1:1")
+    dead.data("reminder:n1:1")
+    dead.outcome({"_id": "reminder:n1:1", "status": "sent", "at": long_ago, "reason": None,
+                  "notification_id": "n1", "kind": "reminder"})
     dead.file.close()  # killed: its lock is gone, its file stays
     alive = storage.Journal(tmp_path, "alive")
-    alive.write({"_id": "reminder:n2:1", "status": "sent", "at": long_ago, "reason": None,
-                 "notification_id": "n2", "kind": "reminder"})
+    alive.outcome({"_id": "reminder:n2:1", "status": "sent", "at": long_ago, "reason": None,
+                   "notification_id": "n2", "kind": "reminder"})
     assert deliver(post, mail()) == ["sent"]  # recorded from the journal, not resent
     assert server.accepted == []
     assert reports.by_status() == [("reminder:n1:1", "sent")]
@@ -256,3 +258,21 @@ def test_a_journal_is_emptied_once_its_outcomes_are_recorded(db, reports, tmp_pa
     assert (tmp_path / "me.journal").read_text() == ""
     post.stop()
     assert not (tmp_path / "me.journal").exists()
+
+
+def test_a_key_a_dead_holder_took_but_never_handed_over_is_sent_after_all(db, reports,
+                                                                         tmp_path):
+    long_ago = datetime.now(timezone.utc) - timedelta(seconds=31)
+    dead = storage.Journal(tmp_path, "dead")
+    for key in ("reminder:n1:1", "reminder:n2:1"):
+        dead.take(key)
+        storage.take(db, [{"_id": key, "kind": "reminder", "holder": "dead", "at": long_ago}])
+    dead.data("reminder:n2:1")  # this one was killed inside DATA
+    dead.file.close()
+    server = Server()
+    post = Postman(db, reports, server, holder="me", journals=tmp_path)
+    assert deliver(post, mail("reminder:n1:1"), mail("reminder:n2:1")) == ["sent", "failed"]
+    assert server.accepted == ["mail for reminder:n1:1"]
+    [interrupted] = [r for r in reports if r["status"] == "failed"]
+    assert interrupted["send_key"] == "reminder:n2:1"
+    assert interrupted["reason"].startswith("interrupted while handing the mail")
