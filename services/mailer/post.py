@@ -11,6 +11,7 @@ import logging
 import uuid
 
 import eventlet
+from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 
 from bus.announce import Announcer
@@ -41,6 +42,7 @@ class Post(DependencyProvider):
         self.journals = storage.journal_folder(setting(config, "MONGO_URI"), database,
                                                setting(config, "MAILER_JOURNAL_DIR"))
         self.postman = None
+        self._started = Event()
 
     def start(self):
         deps = self.container.dependencies
@@ -48,6 +50,7 @@ class Post(DependencyProvider):
         announcer = next(d for d in deps if isinstance(d, Announcer))
         self.postman = Postman(db, announcer.publish, smtp.Pool(**self.settings),
                                self.sender, self.lease_seconds, journals=self.journals)
+        self._started.send()
 
     def stop(self):
         if self.postman is not None:
@@ -56,6 +59,9 @@ class Post(DependencyProvider):
     kill = stop
 
     def get_dependency(self, worker_ctx):
+        # nameko starts entrypoints and dependencies side by side: a message may come
+        # in while start() still settles what a dead process left (Postman)
+        self._started.wait()
         return self.postman
 
 
@@ -74,7 +80,10 @@ class Postman:
         self.journals = journals
         self.journal = None
         if journals is not None:
-            self.journal = storage.Journal(journals, self.holder)
+            try:
+                self.journal = storage.Journal(journals, self.holder)
+            except OSError:  # without it a crash only costs more "interrupted" keys
+                log.exception("no journal in %s", journals)
             self.recover()
         self._marks = storage.GroupWriter(self._write_marks, "hand-over marks")
         self._outcomes = storage.GroupWriter(self._write_outcomes, "outcomes")
