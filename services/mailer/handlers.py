@@ -104,7 +104,7 @@ def deliver(post, mails):
             for mail, wait in zip(mails, waits)]
 
 
-def deliver_one(post, mail):
+def deliver_one(post, mail, again=True):
     """Send one mail; returns a callable that waits until its outcome is recorded and
     returns it, or None if the key is someone else's to report."""
     try:
@@ -131,19 +131,23 @@ def deliver_one(post, mail):
         return post.record(outcome(mail, "deferred", post.now(), str(error)))
     if sent:
         return post.record(outcome(mail, "sent", post.now()))
-    return someone_elses(post, mail)
+    return someone_elses(post, mail, again)
 
 
-def someone_elses(post, mail):
-    """The key's mark was there already: report what is known, decide a dead holder's
+def someone_elses(post, mail, again=True):
+    """The key's mark was there already: report what is known, settle a dead holder's
     key, or leave a live holder alone."""
     mark = post.mark(mail.send_key)
+    if mark is None and again:
+        return deliver_one(post, mail, again=False)  # given back meanwhile
     if mark is None or mark.get("withdrawn"):
         return None  # withdrawn: the notifications service cancelled it itself
     ours = mark.get("holder") == post.holder
     if ours and post.holds(mail.send_key):
         return None  # being sent by this process right now (it stops holding it once
         # the outcome is recorded, so the check below then finds the outcome)
+    if not ours:
+        post.recover()  # its holder may have died on this machine: settle its journal
     known = post.known_outcomes([mail.send_key])
     if known:
         return post.record(known[mail.send_key], recorded=True)
@@ -151,13 +155,11 @@ def someone_elses(post, mail):
         # our own mark from a write whose answer we never got: it was not sent
         post.release(mail.send_key)
         return post.record(outcome(mail, "deferred", post.now(), "taken again after an error"))
+    if post.mark(mail.send_key) is None and again:
+        return deliver_one(post, mail, again=False)  # its holder died before DATA
     if (post.now() - mark["at"]).total_seconds() > post.lease_seconds:
-        post.recover()  # its holder died: did it get the server's answer?
-        known = post.known_outcomes([mail.send_key])
-        if known:
-            return post.record(known[mail.send_key], recorded=True)
         return post.record(outcome(mail, "failed", post.now(), INTERRUPTED))
-    return None  # a live instance has it and will report it
+    return None  # a live instance has it and will report it (or its lease will run out)
 
 
 def withdraw(db, send_keys, holder, now):

@@ -146,7 +146,7 @@ class Postman:
         """Outcomes that dead mailer processes of this machine had only in their journals."""
         if self.journals is not None:
             try:
-                storage.recover(self.db, self.journals)
+                storage.recover(self.db, self.journals, handlers.INTERRUPTED)
             except Exception:  # noqa: BLE001  the files stay for the next try
                 log.exception("could not recover the journals in %s", self.journals)
 

@@ -19,8 +19,10 @@ one round trip. (Entries of the earlier schema, one document per key in
 import hashlib
 import json
 import logging
+import os
 import tempfile
-from datetime import datetime
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import eventlet
@@ -239,27 +241,35 @@ def journal_folder(config_uri, database_name, base=None):
     return Path(base or tempfile.gettempdir()) / f"eventpost-mailer-{digest}"
 
 
-def recover(db, folder):
-    """Settle what mailer processes that died left in their journals; how many keys."""
+def recover(db, folder, interrupted_reason, wait_seconds=5.0):
+    """Settle what mailer processes that died left in their journals; how many keys.
+    A journal another process is settling right now (``.settling``) is waited for, up
+    to ``wait_seconds``: its keys are about to be decided."""
     import fcntl
     count = 0
-    for path in sorted(Path(folder).glob("*.journal")):
+    folder = Path(folder)
+    for path in sorted(folder.glob("*.journal")):
         try:
             with open(path, "r+") as file:
                 try:
                     fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     continue  # its process is alive
-                count += _settle(db, path.stem, file)
-            path.unlink(missing_ok=True)
+                settling = path.with_suffix(".settling")
+                os.replace(path, settling)  # others wait for it instead of skipping it
+                count += _settle(db, path.stem, file, interrupted_reason)
+            settling.unlink(missing_ok=True)
         except FileNotFoundError:
-            continue  # another process recovered it first
+            continue  # another process took it first
+    deadline = time.monotonic() + wait_seconds
+    while any(folder.glob("*.settling")) and time.monotonic() < deadline:
+        eventlet.sleep(0.05)
     if count:
         log.warning("settled %d send keys left by mailer processes that died", count)
     return count
 
 
-def _settle(db, holder, lines):
+def _settle(db, holder, lines, interrupted_reason):
     state = {}
     for line in lines:
         try:
@@ -279,9 +289,12 @@ def _settle(db, holder, lines):
         elif event == "release":
             state[key] = "release"
     outcomes = [value for value in state.values() if isinstance(value, dict)]
+    # killed inside DATA: the server may have it; never sent again
+    outcomes += [{"_id": key, "status": "failed", "at": datetime.now(timezone.utc),
+                  "reason": interrupted_reason, "notification_id": None, "kind": None}
+                 for key, value in state.items() if value == "data"]
     record(db, outcomes)
     never_sent = [key for key, value in state.items() if value == "take"]
     for key in never_sent:  # taken, never handed over: free for the next attempt
         db[SENDS].delete_one({"_id": key, "holder": holder, "withdrawn": {"$ne": True}})
-    # "data" without an answer stays a mark without an outcome: interrupted
     return len(outcomes) + len(never_sent)
