@@ -297,9 +297,10 @@ class Pool:
 
     def send(self, email, committing=lambda: True):
         """Hand ``email`` to the server. ``committing()`` is called once the server has
-        accepted sender and recipients, right before DATA: from then on the server may
-        have the mail even if we never hear its answer. It returns False to call the
-        transaction off (someone else has the send key). Returns whether it was sent;
+        accepted sender and recipients, right before the content: from then on it may
+        have the mail even if we never hear its answer (precisely: once the server has
+        said 354 to DATA). It returns False to call the transaction off (someone else
+        has the send key). Returns whether it was sent;
         raises TransientFailure, PermanentFailure or UncertainDelivery."""
         with self._slots:
             client = self._idle.pop() if self._idle else None
@@ -343,14 +344,17 @@ class Pool:
                 code, reply = client.rcpt(recipient)
                 if code not in (250, 251):
                     raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+            # DATA in two steps (smtplib's data() is one): the server says 354 before
+            # anything is handed over, so only the content and its answer are uncertain
+            code, reply = client.docmd("data")
+            if code != 354:
+                raise smtplib.SMTPDataError(code, reply)
             if not committing():
-                try:
-                    client.rset()
-                except (smtplib.SMTPException, OSError):
-                    raise _Spoilt() from None
-                return False
+                raise _Spoilt()  # in DATA there is no RSET: drop the connection
             committed = True
-            code, reply = client.data(email.data)
+            content = smtplib._quote_periods(email.data)  # CRLF already (the writer)
+            client.send(content + (b"" if content.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+            code, reply = client.getreply()
             if code != 250:
                 raise smtplib.SMTPDataError(code, reply)
             return True
@@ -373,7 +377,7 @@ class _Stale(Exception):
 
 
 class _Spoilt(Exception):
-    """The transaction was called off, but the connection failed to reset."""
+    """The transaction was called off where the connection cannot be reset."""
 
 
 def _close(client):
