@@ -55,6 +55,7 @@ class Clock(DependencyProvider):
     def setup(self):
         self.next_due = None  # None: ask the database at the next tick
         self.next_sweep = None
+        self.started = False  # the first tick hands over again what was in flight
 
     def get_dependency(self, worker_ctx):
         return self
@@ -77,6 +78,13 @@ class Clock(DependencyProvider):
 
 def tick(db, clock, now, publish, withdraw, relay, settings):
     """One timer tick: claim what is due, sweep when it is time. Cheap when idle."""
+    if not clock.started:
+        # This process may be the restart of one that died between a claim and its
+        # publish: whatever is in flight is handed over again now rather than after
+        # its lease (a second copy is harmless: the mailer sends each key once).
+        db[storage.REMINDERS].update_many(
+            {"status": "sending", "lease_until": {"$gt": now}}, {"$set": {"lease_until": now}})
+        clock.started, clock.next_sweep = True, now
     if clock.claim_needed(now):
         clock.next_due = now + timedelta(seconds=settings.horizon)  # unless we learn better
         upcoming = claim_due(db, now, publish, withdraw, relay, settings)

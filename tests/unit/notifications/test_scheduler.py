@@ -222,3 +222,17 @@ def test_an_event_moving_its_reminders_earlier_wakes_the_scheduler(db, relayed):
                               relayed, no_withdraw)
     clock.wake()  # what the service does after every event message
     assert clock.claim_needed(NOW)
+
+
+def test_a_restarted_process_hands_over_at_once_what_was_in_flight(db, relayed, published,
+                                                                   withdraw):
+    known(db, event())
+    mine = schedule(db, relayed, "2026-12-01T12:00:05Z")
+    at = NOW + timedelta(seconds=6)
+    scheduler.claim_due(db, at, lambda message: None, withdraw, relayed, SETTINGS,
+                        clock=lambda: at)  # claimed, then the process died before publishing
+    fresh = scheduler.Clock()
+    fresh.setup()
+    scheduler.tick(db, fresh, at + timedelta(seconds=1), published, withdraw, relayed, SETTINGS)
+    [item] = published.reminders()  # not after the 30 s lease
+    assert (item["send_key"], item["attempt"]) == (f"reminder:{mine['id']}:1", 2)
