@@ -15,11 +15,35 @@ from kombu import Exchange, Queue
 from kombu.common import maybe_declare
 from nameko.amqp.publish import Publisher, get_connection
 from nameko.events import EventHandler
+from nameko.messaging import QueueConsumer
 from nameko.standalone.events import get_event_exchange
 
 from bus.messages import SUBSCRIPTIONS, queue_name
 
 log = logging.getLogger(__name__)
+
+
+def _tolerant(settle):
+    """nameko 2.14's QueueConsumer ignores amqp's ConnectionError when it acks or
+    requeues, but not the socket errors (BrokenPipeError, ConnectionResetError) an
+    ack on a connection the broker just dropped raises: the worker's thread dies with
+    it and takes the whole container down (a broker restart or ``stop_app`` killed
+    the service). The broker has taken the message back already, so there is nothing
+    to do but go on; the consumer reconnects by itself."""
+    def wrapper(self, message):
+        try:
+            settle(self, message)
+        except OSError as error:
+            log.warning("could not settle a message on a broken connection (%s); "
+                        "the broker redelivers it", error)
+    wrapper.__wrapped__ = settle
+    return wrapper
+
+
+for _name in ("ack_message", "requeue_message"):
+    _method = getattr(QueueConsumer, _name)
+    if not hasattr(_method, "__wrapped__"):
+        setattr(QueueConsumer, _name, _tolerant(_method))
 
 ATTEMPTS_HEADER = "x-eventpost-attempts"
 ERROR_HEADER = "x-eventpost-error"

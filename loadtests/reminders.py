@@ -29,6 +29,7 @@ import eventlet
 eventlet.monkey_patch()  # noqa: E402  (nameko's standalone proxies need it first)
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -180,14 +181,17 @@ def make_event(stack, title="Benchmark night"):
             "place": {"name": "Hall", "address": None, "lat": 52.5, "lng": 13.4}})
 
 
-def schedule(stack, event, count, window, lead=None, rate_guess=150.0, users=USERS):
+def schedule(stack, event, count, window, lead=None, rate_guess=150.0, users=USERS,
+             bouncing=0):
     """Create ``count`` reminders due over ``window`` seconds, the first ``lead`` seconds
     from now (default: the time creating them should take, with room to spare);
     returns {send key: due unix time} and the first due time."""
     lead = lead if lead is not None else 15 + 1.5 * count / rate_guess
     first_due = (utc_now() + timedelta(seconds=lead)).replace(microsecond=0)
     step = window / max(1, count - 1)
-    people = [{"id": f"bench-user-{n}", "username": f"bench{n}", "email": f"bench{n}@example.com",
+    # the first ``bouncing`` users' addresses are refused by a scripted SMTP server
+    people = [{"id": f"bench-user-{n}", "username": f"bench{n}",
+               "email": f"{'bounce' if n < bouncing else 'bench'}{n}@example.com",
                "secondary_emails": [], "role": "user", "created_at": iso(utc_now())}
               for n in range(users)]
     due, started = {}, time.time()
@@ -251,8 +255,14 @@ def report(stack, due, first_due, ops=None):
         "reminders": len(due),
         "delivered": sum(1 for key in due if counts[key] == 1),
         "duplicated": sum(1 for key in due if counts[key] > 1),
-        "lost": sum(1 for key in due if counts[key] == 0 and key not in interrupted),
+        "lost": sum(1 for key in due if counts[key] == 0 and key not in interrupted
+                    and statuses_now.get(key.split(":")[1], ("", ""))[1][:1] != "5"),
+        "not_final": sum(1 for key in due if statuses_now.get(key.split(":")[1], ("",))[0]
+                         in ("scheduled", "sending")),
         "interrupted": len(interrupted),
+        # refused for good by the server (5xx): failed with its reason, never sent
+        "refused": sum(1 for key in due if counts[key] == 0 and statuses_now.get(
+            key.split(":")[1], ("", ""))[1][:1] == "5"),
         "p50": percentile(delays, 0.5) if delays else None,
         "p99": percentile(delays, 0.99) if delays else None,
         "max": max(delays) if delays else None,
@@ -366,6 +376,125 @@ def idle_run(args, work, seconds=20):
     return {"queries_per_s": ours}
 
 
+# faults (DESIGN.md, "Faults, on one machine"), each during a burst; ``inject``
+# returns when the fault is lifted, so "resumed after" is the first arrival after it
+
+def _broker_kill(stack, node):
+    node.kill9()
+    time.sleep(3)
+    node.start()
+
+
+def _broker_stop_app(stack, node):
+    node.stop_app()
+    time.sleep(3)
+    node.start_app()
+
+
+def _services_kill(stack, node):
+    victims = stack.sigkill(SERVICES)
+    time.sleep(1)
+    stack.restart(victims)
+
+
+def _database_kill(stack, node):
+    victims = stack.sigkill(["mongo"])
+    time.sleep(3)
+    stack.restart(victims)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            stack.database("admin").command("ping")
+            return
+        except Exception:  # noqa: BLE001  not up yet
+            time.sleep(0.2)
+
+
+def _smtp_down(seconds):
+    def inject(stack, node):
+        stack.smtp.stop()
+        time.sleep(seconds)
+        stack.smtp.start()
+    return inject
+
+
+def _smtp_replies(stack, node):
+    pass  # scripted before the burst (FAULTS: script)
+
+
+FAULTS = {
+    "broker-kill": dict(label="RabbitMQ node kill -9, restarted after 3 s", inject=_broker_kill,
+                        private_broker=True),
+    "broker-stop-app": dict(label="RabbitMQ stop_app, start_app after 3 s",
+                            inject=_broker_stop_app, private_broker=True),
+    "services-kill": dict(label="SIGKILL every notifications and mailer process, restart",
+                          inject=_services_kill, instances={"notifications": 2, "mailer": 2}),
+    "database-kill": dict(label="SecantusDB kill -9, restarted on the same data after 3 s",
+                          inject=_database_kill),
+    "smtp-down": dict(label="SMTP server down for 60 s, then back", inject=_smtp_down(60)),
+    "smtp-replies": dict(label="SMTP replies 451 x40 and 421 x20 to DATA, 550 to 1 user in 20",
+                         inject=_smtp_replies, bouncing=1,
+                         script={"data_replies": ["451 4.3.0 try again later"] * 40
+                                 + ["421 4.3.2 closing, try later"] * 20,
+                                 "rcpt_rules": {"bounce": "550 5.1.1 no such mailbox"}}),
+}
+
+
+def fault_run(name, work, count=1000, inject_after=1.0, timeout=240, echo=print,
+              management=None):
+    """One fault during a burst of ``count`` due in the same second; the report, with
+    ``resumed_after``: seconds from lifting the fault to the next email."""
+    spec = FAULTS[name]
+    work = Path(work) / name
+    node = None
+    if spec.get("private_broker"):
+        from tests.support.rabbit_node import RabbitNode
+        node = RabbitNode(work / "rabbit").start()
+        broker = contextlib.nullcontext(node.amqp_uri)
+    else:
+        broker = Vhost(management or os.environ.get("RABBIT_MANAGEMENT",
+                                                    "http://127.0.0.1:15672"))
+    try:
+        with broker as vhost:
+            uri = vhost if isinstance(vhost, str) else vhost.uri
+            with Stack(work, uri, spec.get("instances")) as stack:
+                if spec.get("script"):
+                    stack.smtp.script(**spec["script"])
+                event = make_event(stack)
+                due, first_due, _ = schedule(stack, event, count, 0,
+                                             bouncing=spec.get("bouncing", 0))
+                time.sleep(max(0.0, first_due + inject_after - time.time()))
+                injected = time.time()
+                spec["inject"](stack, node)
+                lifted = time.time()
+                if name != "smtp-replies":
+                    echo(f"  {name}: fault at +{injected - first_due:.1f}s, lifted at "
+                         f"+{lifted - first_due:.1f}s")
+                wait_for_mail(stack, due, timeout)
+                result = report(stack, due, first_due)
+                after = sorted(t for t, _ in stack.smtp.arrivals() if t >= lifted)
+                result["resumed_after"] = (after[0] - lifted) if after else None
+                result["before_fault"] = sum(1 for t, _ in stack.smtp.arrivals() if t < injected)
+                result["refusals"] = Counter(r[2] for r in stack.smtp.refusals() if len(r) > 2)
+    finally:
+        if node is not None:
+            node.stop()
+    return result
+
+
+def format_fault_row(label, r):
+    resumed = "-" if r.get("resumed_after") is None else f"{r['resumed_after']:.1f} s"
+    p99 = "-" if r["p99"] is None else f"{r['p99']:.1f} s"
+    return (f"| {label} | {r['delivered']} | {r['duplicated']} | {r['lost']} | "
+            f"{r['interrupted']} | {r['refused']} | {r['not_final']} | {resumed} | "
+            f"{p99} |")
+
+
+FAULT_HEADER = ("| fault (burst of 1,000) | delivered | duplicated | lost | interrupted | "
+                "refused (5xx) | not final | resumed after | delay p99 |\n"
+                "|---|---|---|---|---|---|---|---|---|")
+
+
 def format_row(label, r):
     def seconds(value):
         return "-" if value is None else f"{value:.2f} s"
@@ -401,6 +530,9 @@ def main():
                         help="seconds after the last due time to wait for emails")
     parser.add_argument("--management", default=os.environ.get(
         "RABBIT_MANAGEMENT", "http://127.0.0.1:15672"))
+    parser.add_argument("--faults", default="",
+                        help=f"instead: fault runs, comma-separated, of {', '.join(FAULTS)} "
+                             "(or all)")
     parser.add_argument("--keep", action="store_true", help="keep the runs' folders (logs)")
     parser.add_argument("--env", action="append", default=[],
                         help="NAME=value for every service process (repeatable), e.g. "
@@ -411,6 +543,23 @@ def main():
 
     work = Path(tempfile.mkdtemp(prefix="reminders-bench-"))
     rows, failed = [], False
+    if args.faults:
+        names = list(FAULTS) if args.faults == "all" else args.faults.split(",")
+        try:
+            for name in names:
+                result = fault_run(name, work, count=args.count or 1000,
+                                   management=args.management)
+                rows.append(format_fault_row(FAULTS[name]["label"], result))
+                print(f"  {name}: {rows[-1]} statuses {result['statuses']} "
+                      f"smtp refusals {dict(result['refusals'])}", flush=True)
+                failed |= bool(result["duplicated"] or result["lost"] or result["not_final"])
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+        print()
+        print(FAULT_HEADER)
+        print("\n".join(rows))
+        sys.exit(1 if failed else 0)
     try:
         if args.count:
             runs = {"custom": dict(label=f"{args.count} over {args.window:g} s, "
