@@ -441,7 +441,7 @@ FAULTS = {
 
 
 def fault_run(name, work, count=1000, inject_after=1.0, timeout=240, echo=print,
-              management=None):
+              management=None, settle_timeout=90):
     """One fault during a burst of ``count`` due in the same second; the report, with
     ``resumed_after``: seconds from lifting the fault to the next email."""
     spec = FAULTS[name]
@@ -471,6 +471,10 @@ def fault_run(name, work, count=1000, inject_after=1.0, timeout=240, echo=print,
                     echo(f"  {name}: fault at +{injected - first_due:.1f}s, lifted at "
                          f"+{lifted - first_due:.1f}s")
                 wait_for_mail(stack, due, timeout)
+                # nothing stays in flight: a lost report is made good within the lease
+                deadline = time.time() + settle_timeout
+                while stack.in_flight() and time.time() < deadline:
+                    time.sleep(2)
                 result = report(stack, due, first_due)
                 after = sorted(t for t, _ in stack.smtp.arrivals() if t >= lifted)
                 result["resumed_after"] = (after[0] - lifted) if after else None
