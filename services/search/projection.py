@@ -5,6 +5,7 @@ newer than the stored one, and a deletion is stored as a versioned tombstone so
 a late, older update cannot bring the event back.
 """
 import logging
+import time
 from datetime import datetime
 
 from bus.event_search import tokenise  # noqa: F401  (the read model's words)
@@ -62,6 +63,7 @@ def rebuild(db, all_events, total=None, page_size=None):
     ``all_events(after_id, limit)`` is the events service's RPC. Searches keep
     reading the old collection meanwhile; the projection writes to both."""
     building = storage.begin_rebuild(db, total)
+    time.sleep(storage.POINTER_TTL)  # every projection now writes to `building` too
     log.info("search rebuild started into %s (%s events on the write side)", building.name,
              total if total is not None else "?")
     copied, after_id = 0, None

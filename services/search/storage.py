@@ -11,6 +11,7 @@ Document: `_id` (event id), `version`, `status` ("scheduled" | "cancelled" |
 projection.tokenise), `location` (GeoJSON Point [lng, lat], absent without a
 place) and `event`, the resource as API.md returns it.
 """
+import time
 import uuid
 from datetime import timedelta
 
@@ -26,6 +27,10 @@ FIRST_COLLECTION = "events_initial"
 # A rebuild that has not reported progress for this long is presumed dead.
 REBUILD_STALE_AFTER = timedelta(seconds=60)
 DUPLICATE_KEY = 11000
+# The projection reads the pointer at most this often (it is one more round trip per
+# event otherwise); a rebuild waits this long after it starts before it copies, so a
+# change projected with the old pointer is already on the write side the copy reads.
+POINTER_TTL = 1.0
 
 
 def ensure_indexes(db):
@@ -58,8 +63,15 @@ def create_indexes(collection):
 
 
 def note_latest_start(db, starts_at):
-    """Keep an upper bound of every start time, where time-window scans stop."""
+    """Keep an upper bound of every start time, where time-window scans stop.
+
+    Written only when ``starts_at`` is past the bound this process last saw: most
+    events start before the latest one, and for them this costs no round trip."""
+    known = _projection_state(db).get("latest_starts_at")
+    if known is not None and starts_at <= known:
+        return
     db[STATE].update_one({"_id": POINTER}, {"$max": {"latest_starts_at": starts_at}})
+    _projection_state(db)["latest_starts_at"] = starts_at
 
 
 def pointer(db):
@@ -72,8 +84,22 @@ def live(db):
 
 def targets(db):
     """The collections a projected change goes to: the live one, and a rebuild's."""
-    state = pointer(db)
+    state = _projection_state(db)
     return [db[name] for name in (state["live"], state.get("building")) if name]
+
+
+_read_pointers = {}  # (client, database) -> (read at, pointer)
+
+
+def _projection_state(db):
+    """The pointer as this process's projection last read it, at most POINTER_TTL old."""
+    key = (id(db.client), db.name)
+    read_at, state = _read_pointers.get(key, (None, None))
+    now = time.monotonic()
+    if read_at is None or now - read_at > POINTER_TTL:
+        state = pointer(db)
+        _read_pointers[key] = (now, state)
+    return state
 
 
 def save_if_newer(collection, document):
