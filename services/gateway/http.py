@@ -3,17 +3,23 @@
 Every response with status >= 400 has API.md's body
 ``{"error": {"code", "message", "details"}}``: errors raised by a route or by a
 backing service (bus.errors, which survive RPC) map to their status and code, the
-URL map's own 404/405 are answered by ``JsonWsgiApp``, and anything else is a bug:
-500 ``internal_error``, logged with its traceback.
+URL map's own 404/405 are answered by ``JsonWsgiApp``, what eventlet's HTTP server
+refuses before any route runs (a malformed request line or header, a bad
+Content-Length, 414, 431) by ``JsonHttpProtocol``, and anything else is a bug: 500
+``internal_error``, logged with its traceback.
 """
 import inspect
 import json
 import logging
+import re
 import socket
+import time
 import uuid
+from http import HTTPStatus
 
 import eventlet
 import jwt
+from eventlet.wsgi import HeaderLineTooLong, HeadersTooLarge, format_date_time
 from nameko.exceptions import ConfigurationError, IncorrectSignature
 from nameko.extensions import DependencyProvider
 from nameko.web.handlers import HttpRequestHandler
@@ -187,6 +193,97 @@ class JsonWsgiApp(WsgiApp):
         return response(environ, start_response)
 
 
+# --- what the HTTP server refuses before any route runs -------------------------------
+
+# The request line (method, URI, version) eventlet reads at most; a longer one is a 414.
+MAX_REQUEST_LINE = 8192
+CONTENT_LENGTH = re.compile(r"[0-9]+")
+# After refusing a request whose rest we did not read, keep reading (and dropping) it
+# for a moment: closing a socket with unread input sends a reset, and a reset can
+# destroy our answer before the client has read it.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1 << 20
+PROTOCOL_ERRORS = {
+    400: ("bad_request", "The request line or a header is malformed."),
+    414: ("uri_too_long", f"The request line is over {MAX_REQUEST_LINE} bytes."),
+    431: ("headers_too_large", "A header line, or the headers together, are too large."),
+    505: ("http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are served."),
+}
+
+
+class JsonHttpProtocol(HttpOnlyProtocol):
+    """eventlet's HTTP/1.1 protocol, with the errors it answers by itself (plain text,
+    or nothing at all) answered in API.md's JSON error body instead.
+
+    eventlet.wsgi.HttpProtocol (0.41) writes fixed byte strings for a request line
+    over its limit (414, empty), header lines over 8 KiB or headers over 64 KiB
+    (400, empty) and a negative or non-numeric Content-Length (400, empty); the
+    stdlib's BaseHTTPRequestHandler.send_error answers a malformed request line,
+    more than 100 headers and HTTP/2+ in HTML. Each of those is caught here first.
+    """
+
+    def _read_request_line(self):
+        line = super()._read_request_line()
+        if len(line) >= self.server.url_length_limit:
+            self.refuse(414, {"max_bytes": self.server.url_length_limit})
+            return b""  # eventlet then closes the connection without writing anything
+        return line
+
+    def parse_request(self):
+        try:
+            if not super().parse_request():  # send_error (below) has answered
+                return False
+        except (HeaderLineTooLong, HeadersTooLarge):
+            self.refuse(431)
+            return False
+        lengths = self.headers.get_all("Content-Length") or []
+        if lengths:
+            if len(set(lengths)) > 1 or not CONTENT_LENGTH.fullmatch(lengths[0].strip()):
+                self.refuse(400, {"content_length": ["Must be one whole number of bytes."]})
+                return False
+            if "Transfer-Encoding" in self.headers:
+                self.refuse(400, {"content_length": [
+                    "Give either Content-Length or Transfer-Encoding, not both."]})
+                return False
+        return True
+
+    def send_error(self, code, message=None, explain=None):
+        """The stdlib's error answer (request line, header count, version), in JSON."""
+        log.debug("refused a request: %s %s", code, message)
+        self.refuse(code if code in PROTOCOL_ERRORS else 400)
+
+    def refuse(self, status, details=None):
+        code, message = PROTOCOL_ERRORS[status]
+        body = json.dumps(error_body(code, message, details)).encode()
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            f"Content-Type: {JSON_TYPE}\r\nContent-Length: {len(body)}\r\n"
+            f"Date: {format_date_time(time.time())}\r\n{PROCESS_HEADER}: {PROCESS_ID}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("latin-1")
+        self.close_connection = 1
+        try:
+            self.wfile.write(head + body)
+            self.wfile.flush()
+            self._drain_and_close()
+        except OSError:  # the client is gone: nobody to answer
+            pass
+
+    def _drain_and_close(self):
+        self.connection.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_SECONDS
+        dropped = 0
+        while dropped < LINGER_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.connection.settimeout(left)
+            data = self.connection.recv(65536)
+            if not data:
+                break
+            dropped += len(data)
+
+
 class JsonWebServer(WebServer):
     # a subclass is its own shared extension: the gateway's routes all use this one
     def get_wsgi_app(self):
@@ -208,8 +305,9 @@ class JsonWebServer(WebServer):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().process_request(sock, address)
 
-    def get_wsgi_server(self, sock, wsgi_app, protocol=HttpOnlyProtocol, debug=False):
+    def get_wsgi_server(self, sock, wsgi_app, protocol=JsonHttpProtocol, debug=False):
         server = super().get_wsgi_server(sock, wsgi_app, protocol, debug)
+        server.url_length_limit = MAX_REQUEST_LINE
         # One line per request costs ~10% of a cached read through the JSON formatter:
         # the access log is at DEBUG (LOG_LEVEL=DEBUG turns it on).
         server.log = access_log

@@ -11,7 +11,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from services.gateway import schemas
-from services.gateway.http import MAX_BODY_BYTES
+from services.gateway.http import MAX_BODY_BYTES, MAX_REQUEST_LINE
 
 DESCRIPTION = f"""EventPost: discover social events by topic, time and place, and get email
 reminders about them.
@@ -28,19 +28,28 @@ Conventions (beyond API.md):
 - 401 responses carry `WWW-Authenticate: Bearer`; 429 responses carry `Retry-After`
   (seconds).
 - Every response with status >= 400 has the `Error` body; 503 from /health also
-  has `status` and `services`.
+  has `status` and `services`. That includes what the HTTP server refuses before
+  any route runs: a malformed request line or header, a negative, non-numeric or
+  repeated `Content-Length`, or one with `Transfer-Encoding` (400 `bad_request`), a
+  request line over {MAX_REQUEST_LINE} bytes (414 `uri_too_long`), a header line over
+  8 KiB, headers over 64 KiB in all or more than 100 of them (431
+  `headers_too_large`), and HTTP/2 or later (505 `http_version_not_supported`).
 """
 
 ERRORS = {
-    400: ("BadRequest", "The body is not JSON, not an object, or has the wrong content type."),
+    400: ("BadRequest", "The body is not JSON, not an object, or has the wrong content type; "
+          "or the request line or a header is malformed."),
     401: ("Unauthorized", "Missing, malformed, expired or revoked bearer token."),
     403: ("Forbidden", "Authenticated, but this needs an admin account."),
     404: ("NotFound", "No such resource (a malformed id is the same as an unknown one)."),
     405: ("MethodNotAllowed", "The resource does not support this method (see Allow)."),
     409: ("Conflict", "The change conflicts with the resource's state."),
     413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes."),
+    414: ("UriTooLong", f"The request line is over {MAX_REQUEST_LINE} bytes."),
     422: ("ValidationError", "`details` maps each bad field to a list of messages."),
     429: ("RateLimited", "Too many attempts; retry after `Retry-After` seconds."),
+    431: ("HeadersTooLarge", "A header line is over 8 KiB, or the headers together over "
+          "64 KiB, or there are more than 100."),
     503: ("Unavailable", "A backing service did not answer in time."),
 }
 
@@ -124,7 +133,8 @@ OPERATIONS = [
 
 
 def _operation(summary, auth, body, query, status, resource, errors, description):
-    codes = set(errors) | {503}
+    # 400, 414 and 431 can come from the HTTP server on any route, before the route runs
+    codes = set(errors) | {400, 414, 431, 503}
     if body is not None:
         codes |= {400, 413, 422}
     if query is not None:

@@ -95,3 +95,8 @@ def test_429_documents_retry_after_and_the_search_parameters_are_listed():
              for parameter in document["paths"]["/events"]["get"]["parameters"]}
     assert names == {"topic", "q", "from", "to", "near", "radius_km", "status", "sort",
                      "limit", "cursor"}
+
+
+def test_every_operation_documents_what_the_http_server_refuses_before_routing():
+    for method, path, operation in operations(openapi.document()):
+        assert {"400", "414", "431"} <= set(operation["responses"]), (method, path)
