@@ -11,14 +11,11 @@ A query (docs/contracts.md, search.search) is validated and normalised by ``pars
 errors name the HTTP parameter (`topic`, `q`, `from`, ...) so the gateway passes them
 straight through as a 422.
 """
-import base64
-import binascii
-import json
 import math
 import re
 import unicodedata
-from datetime import datetime
 
+from bus import cursors, times
 from bus.errors import ValidationError
 from bus.messages import iso, utc_now
 
@@ -93,28 +90,18 @@ def parse(query):
 
 
 def encode_cursor(sort, key, event_id):
-    raw = json.dumps({"sort": sort, "key": key, "id": event_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return cursors.encode(sort, key, event_id)
 
 
 def decode_cursor(cursor, sort):
     """(key, id) of the last item of the previous page, or None for the first page."""
     if cursor is None:
         return None
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if raw["sort"] != sort or not isinstance(raw["id"], str):
-            raise ValueError
-        if sort == "distance":
-            key = raw["key"]
-            if isinstance(key, bool) or not isinstance(key, (int, float)):
-                raise ValueError
-        else:
-            key = _time(raw["key"])
-        return key, raw["id"]
-    except (TypeError, ValueError, KeyError, binascii.Error, UnicodeDecodeError):
-        raise ValidationError({"cursor": ["Not a cursor of this search; start again without "
-                                          "it."]}) from None
+    key_kind = cursors.NUMBER if sort == "distance" else cursors.TIME
+    given_sort, key, event_id = cursors.decode(cursor, cursors.TEXT, key_kind, cursors.TEXT)
+    if given_sort != sort:
+        raise cursors.invalid()
+    return key, event_id
 
 
 def _topics(value):
@@ -135,17 +122,7 @@ def _words(value):
 
 
 def _time(value):
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("Expected an RFC 3339 time.")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("Expected an RFC 3339 time, e.g. 2026-12-05T20:30:00+01:00.") from None
-    if moment.tzinfo is None:
-        raise ValueError("The time needs an offset, e.g. Z or +01:00.")
-    return moment
+    return None if value is None else times.parse(value)
 
 
 def _point(value):

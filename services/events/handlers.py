@@ -6,7 +6,6 @@ service then asks the outbox to publish; if that fails the sweeper does it.
 """
 import re
 import uuid
-from datetime import timezone
 
 from marshmallow import ValidationError as SchemaError
 
@@ -18,7 +17,6 @@ from services.events.schemas import EventFields
 
 WRITABLE = ("title", "description", "topics", "starts_at", "ends_at", "timezone", "place",
             "organizer", "status")
-TIMES = ("starts_at", "ends_at")
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 # Optimistic concurrency: an update that lost a race re-reads and tries again.
 UPDATE_ATTEMPTS = 5
@@ -124,9 +122,6 @@ def _load(data, partial):
         values = _schema.load(data, partial=partial)
     except SchemaError as error:
         raise validation_error(error) from error
-    for field in TIMES:
-        if values.get(field) is not None:
-            values[field] = _utc(values[field])
     if values.get("place") is not None:
         place = values["place"]
         values["place"] = {**place, "lat": float(place["lat"]), "lng": float(place["lng"])}
@@ -150,12 +145,6 @@ def _find(db, event_id):
     if document is None:
         raise NotFound("No such event.")
     return document
-
-
-def _utc(moment):
-    # MongoDB keeps milliseconds; truncating first makes what we return equal what we store.
-    moment = moment.astimezone(timezone.utc)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _now():

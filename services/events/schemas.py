@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from bus.fields import Time
+
 STATUSES = ("scheduled", "cancelled")
 
 
@@ -42,8 +44,8 @@ class EventFields(Schema):
     topics = fields.List(
         Topic(validate=validate.Length(1, 40)), required=True, validate=validate.Length(1, 10)
     )
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    starts_at = Time(required=True)
+    ends_at = Time(load_default=None, allow_none=True)
     timezone = fields.String(load_default="UTC", validate=validate.Length(1, 64))
     place = fields.Nested(Place, load_default=None, allow_none=True)
     organizer = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 200))

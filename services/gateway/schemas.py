@@ -9,12 +9,12 @@ schemas document the responses in /openapi.json.
 import functools
 import re
 import zoneinfo
-from datetime import datetime, timezone
 
 from marshmallow import RAISE, Schema, fields, post_load, pre_load, validates_schema
 from marshmallow import ValidationError as FieldError
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
+from bus import times
 from bus.errors import ValidationError, validation_error
 from bus.messages import iso, utc_now
 
@@ -28,18 +28,7 @@ MAX_RADIUS_KM = 500
 DEFAULT_RADIUS_KM = 10.0
 TIMEZONES = frozenset(zoneinfo.available_timezones())
 
-RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
-TIME_MESSAGE = "Must be an RFC 3339 time with an offset, e.g. 2026-12-05T20:30:00+01:00."
-
-
-def parse_time(value):
-    """An aware datetime from an RFC 3339 string (with offset), else ValueError."""
-    if not RFC3339.match(value):
-        raise ValueError(value)
-    return datetime.fromisoformat(value.upper()).astimezone(timezone.utc)
-
+TIME_MESSAGE = times.MESSAGE
 
 # --- fields --------------------------------------------------------------------------
 
@@ -57,9 +46,9 @@ class Time(fields.String):
             # an unencoded "+01:00" in a URL arrives as " 01:00": read it as meant
             text = re.sub(r"(T\d{2}:\d{2}:\d{2}(?:\.\d+)?) (\d{2}:\d{2})$", r"\1+\2", text)
         try:
-            return iso(parse_time(text))
-        except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved to UTC
-            raise FieldError(TIME_MESSAGE) from None
+            return iso(times.parse(text))
+        except ValueError as error:
+            raise FieldError(str(error)) from None
 
 
 class Number(fields.Float):
@@ -173,7 +162,7 @@ class EventFields(Body):
     @validates_schema(skip_on_field_errors=False)
     def _ends_after_start(self, data, **kwargs):
         starts_at, ends_at = data.get("starts_at"), data.get("ends_at")
-        if starts_at and ends_at and parse_time(ends_at) <= parse_time(starts_at):
+        if starts_at and ends_at and times.parse(ends_at) <= times.parse(starts_at):
             raise FieldError({"ends_at": ["Must be after starts_at."]})
 
     @post_load
@@ -285,7 +274,7 @@ class EventSearch(Query):
         if data.get("sort") == "distance" and "near" not in data:
             errors["sort"] = ["Sorting by distance needs near=lat,lng."]
         start, end = data.get("from_"), data.get("to")
-        if start and end and parse_time(end) <= parse_time(start):
+        if start and end and times.parse(end) <= times.parse(start):
             errors["to"] = ["Must be after from."]
         if errors:
             raise FieldError(errors)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 
 from pymongo import UpdateOne
 
+from bus import times
 from bus.errors import Conflict, NotFound, Unauthorized, Unavailable, ValidationError
 from bus.messages import new_message
 
@@ -45,7 +46,7 @@ def time_before(starts_at, before_minutes):
     """``before_minutes`` of elapsed time before the start. Computed in UTC, so a
     daylight-saving change in the event's time zone does not stretch or shrink it
     (Python subtracts wall-clock time from a datetime in a zone with DST)."""
-    return starts_at.astimezone(timezone.utc) - timedelta(minutes=before_minutes)
+    return times.shift(starts_at.astimezone(timezone.utc), -timedelta(minutes=before_minutes))
 
 
 def send_key(reminder):
@@ -369,7 +370,7 @@ def snooze(db, user_id, reminder_id, minutes, now, relay, withdraw):
         # A snoozed reminder is at a time the user chose: it no longer follows the event.
         new = {"before_minutes": None, "event_starts_at": None, "updated_at": now}
         if reminder["status"] == "scheduled":
-            new["remind_at"] = reminder["remind_at"] + timedelta(minutes=minutes)
+            new["remind_at"] = times.shift(reminder["remind_at"], timedelta(minutes=minutes))
             change = {"$set": new}
         elif reminder["status"] in ("sent", "failed"):
             if not is_live(storage.find_event(db, reminder["event_id"])):

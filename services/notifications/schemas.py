@@ -1,14 +1,11 @@
 """Input shapes the service re-checks (the gateway checked them first), the
 notification resource, and the list cursor."""
-import base64
-import binascii
-import json
-from datetime import datetime
-
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from bus import cursors
 from bus.errors import ValidationError as InvalidRequest
 from bus.errors import validation_error
+from bus.fields import Time
 from bus.messages import iso
 
 STATUSES = ["scheduled", "sent", "failed", "cancelled"]
@@ -35,7 +32,7 @@ class _Timing(Schema):
     class Meta:
         unknown = RAISE
 
-    remind_at = fields.AwareDateTime(format="iso")
+    remind_at = Time()
     before_minutes = fields.Integer(strict=True, validate=validate.Range(0, MAX_MINUTES))
     email = fields.String(validate=[validate.Length(3, 320), no_control_characters()])
     subject = fields.String(validate=[validate.Length(1, 200), no_control_characters()])
@@ -99,18 +96,9 @@ def resource(document):
 
 
 def encode_cursor(document):
-    key = json.dumps([iso(document["remind_at"]), document["_id"]])
-    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    return cursors.encode(document["remind_at"], document["_id"])
 
 
 def decode_cursor(cursor):
     """The (remind_at, id) a page starts after; ValidationError if it is not one of ours."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        remind_at, reminder_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        moment = datetime.fromisoformat(remind_at)
-        if moment.tzinfo is None or not isinstance(reminder_id, str):
-            raise ValueError(cursor)
-        return moment, reminder_id
-    except (ValueError, TypeError, binascii.Error, UnicodeError):
-        raise InvalidRequest({"cursor": ["Not a cursor from this list."]}) from None
+    return cursors.decode(cursor, cursors.TIME, cursors.TEXT)

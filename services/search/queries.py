@@ -40,6 +40,7 @@ from bus.event_search import (  # noqa: F401  (parse and the cursors are part of
     parse,
 )
 from bus.messages import iso
+from bus.times import MAX, MIN, shift
 from services.search import storage
 
 FIRST_WINDOW = timedelta(hours=6)
@@ -76,20 +77,22 @@ def find_in_windows(collection, query, fetch, latest_start, extra=None, keep=Non
     if end is None:
         if latest_start is None:  # nothing projected yet
             return []
-        end = latest_start + SMALLEST_STEP
+        end = shift(latest_start, SMALLEST_STEP)
     documents = []
     after = query["after"]
     if after is not None:
         key = after[0]
         if start <= key < end:
             documents += _find_after(collection, conditions, after, fetch, keep)
-        start = max(start, key + SMALLEST_STEP)
+        start = max(start, shift(key, SMALLEST_STEP))
     width = FIRST_WINDOW
     while start < end and len(documents) < fetch:
-        stop = min(start + width, end)
+        # shift clamps at the end of the calendar: a start in year 9000 or a `to` in
+        # 9999 widens the windows up to there, never past (an OverflowError)
+        stop = min(shift(start, width), end)
         documents += _find_range(collection, conditions, start, stop, fetch - len(documents),
                                  keep)
-        start, width = stop, width * 4
+        start, width = stop, min(width * 4, MAX - MIN)
     return documents
 
 
@@ -123,7 +126,7 @@ def _find_range(collection, conditions, start, stop, want, keep):
         last = batch[-1]
         found += _find_after(collection, conditions, (last["starts_at"], last["_id"]),
                              want - len(found), keep)
-        start = last["starts_at"] + SMALLEST_STEP
+        start = shift(last["starts_at"], SMALLEST_STEP)
     return found[:want]
 
 

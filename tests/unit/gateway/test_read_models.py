@@ -226,3 +226,23 @@ def test_an_account_snapshot_drops_accounts_deleted_while_nobody_listened():
     accounts.apply(kept)
     accounts.end_snapshot(epoch)
     assert accounts.get(deleted["id"]) == GONE and accounts.get(kept["id"]) == kept
+
+
+def test_searches_at_the_ends_of_the_calendar_match_the_search_service(search_db):
+    events = [event(starts_at=starts, status="scheduled", topics=["music"])
+              for starts in ("2030-01-02T00:00:00Z", "9000-01-01T00:00:00Z",
+                             "9999-12-30T23:59:59.999Z", "9999-12-30T23:59:59.999Z")]
+    for item in events:
+        projection.apply(search_db, new_message("events", "event_created", item["id"], 1,
+                                                event=item))
+    view = loaded(events)
+    for q in (query(), query(limit=1), query(to="9999-12-30T00:00:00Z"),
+              query(**{"from": "9999-12-29T00:00:00Z"}, limit=1),
+              query(topics=["music"], limit=2), query(near=PARIS, radius_km=500)):
+        cursor = None
+        while True:
+            expected = queries.search(search_db, dict(q, cursor=cursor))
+            assert answer(view, dict(q, cursor=cursor)) == expected, q
+            cursor = expected["next_cursor"]
+            if cursor is None:
+                break

@@ -40,3 +40,36 @@ def test_created_relative_reminder_before_an_event_on_the_change_day(db, relayed
                               no_fetch, relayed, no_withdraw)
     assert created["remind_at"] == "2027-03-28T00:00:00Z"
     assert created["before_minutes"] == 90
+
+
+# --- the ends of the calendar (issue 9): clamped, never an OverflowError ----------------
+
+def test_a_lead_reaching_before_year_1_is_in_the_past_not_an_error(db, relayed):
+    from datetime import timezone
+
+    import pytest
+
+    from bus.errors import ValidationError
+
+    known(db, event(starts_at=datetime(1, 1, 2, tzinfo=timezone.utc)))
+    with pytest.raises(ValidationError) as error:
+        handlers.create(db, user(), {"event_id": "e1", "before_minutes": 10 * 24 * 60}, NOW,
+                        no_fetch, relayed, no_withdraw)
+    assert list(error.value.details) == ["before_minutes"]
+
+
+def test_before_minutes_from_an_event_in_year_9999(db, relayed):
+    known(db, event(starts_at=handlers.parse_time("9999-12-30T23:59:59.999Z")))
+    created = handlers.create(db, user(), {"event_id": "e1", "before_minutes": 60}, NOW,
+                              no_fetch, relayed, no_withdraw)
+    assert created["remind_at"] == "9999-12-30T22:59:59.999000Z"
+
+
+def test_snoozing_a_reminder_at_the_end_of_the_calendar_stays_in_it(db, relayed):
+    known(db, event(starts_at=handlers.parse_time("9999-12-30T23:59:59.999Z")))
+    created = handlers.create(db, user(), {"event_id": "e1",
+                                           "remind_at": "9999-12-30T23:00:00Z"},
+                              NOW, no_fetch, relayed, no_withdraw)
+    for _ in range(3):
+        snoozed = handlers.snooze(db, "u1", created["id"], 10080, NOW, relayed, no_withdraw)
+    assert snoozed["remind_at"] == "9999-12-31T23:59:59.999000Z"

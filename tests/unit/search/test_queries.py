@@ -392,3 +392,48 @@ def test_near_by_start_pages_through_many_dropped_events_without_skips_or_repeat
     assert all(title == "late" for title in [
         i["title"] for i in queries.search(db, query(near=PARIS, limit=100,
                                                      **{"from": "2030-05-10T00:00:00Z"}))["items"]])
+
+
+# --- time arithmetic at the ends of the calendar (issue 9) ------------------------------
+
+def test_an_event_in_year_9000_does_not_break_other_searches_even_once_deleted(db, add):
+    add("Soon", starts_at="2030-05-01T10:00:00Z")
+    far = add("Far", starts_at="9000-01-01T00:00:00Z")
+    assert titles(queries.search(db, query())) == ["Soon", "Far"]
+    assert titles(queries.search(db, query(topics=["film"]))) == []
+    projection.apply(db, new_message("events", "event_deleted", far["id"], 2,
+                                     event=dict(far, version=2)))
+    # the read model still knows a start that late: the windows must still end in range
+    assert titles(queries.search(db, query())) == ["Soon"]
+    assert titles(queries.search(db, query(words=["nothing"]))) == []
+
+
+@pytest.mark.parametrize("params", [
+    {"to": "9999-12-30T00:00:00Z"},
+    {"from": "0001-01-02T00:00:00Z"},
+    {"from": "9999-12-29T00:00:00Z"},
+    {"from": "0001-01-02T00:00:00Z", "to": "9999-12-30T23:59:59.999Z"},
+])
+def test_ranges_reaching_the_ends_of_the_calendar_are_answered(db, add, params):
+    add("Soon", starts_at="2030-05-01T10:00:00Z")
+    add("Last", starts_at="9999-12-30T23:59:59.999Z")
+    result = queries.search(db, query(**params))
+    assert set(titles(result)) <= {"Soon", "Last"}
+
+
+def test_a_cursor_at_the_last_millisecond_pages_on(db, add):
+    for name in ("A", "B"):
+        add(name, starts_at="9999-12-30T23:59:59.999Z")
+    first = queries.search(db, query(limit=1))
+    second = queries.search(db, query(limit=1, cursor=first["next_cursor"]))
+    assert sorted(titles(first) + titles(second)) == ["A", "B"]
+    assert second["next_cursor"] is None
+
+
+@pytest.mark.parametrize("moment", ["10000-01-01T00:00:00Z", "9999-12-31T23:00:00-02:00",
+                                    "0001-01-01T00:30:00+01:00", "9999-12-31T00:00:00Z"])
+def test_times_outside_the_calendar_are_named(moment):
+    for name in ("from", "to"):
+        with pytest.raises(ValidationError) as error:
+            queries.parse(query(**{"from": "0001-01-02T00:00:00Z", name: moment}))
+        assert name in error.value.details
