@@ -9,14 +9,49 @@ import eventlet
 eventlet.monkey_patch()  # noqa: E402  (must precede every other import)
 
 import os  # noqa: E402
+import signal  # noqa: E402
+import traceback  # noqa: E402
 import uuid  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 
+import greenlet  # noqa: E402
 import pytest  # noqa: E402
 from nameko.standalone.rpc import ServiceRpcProxy  # noqa: E402
 
 from bus.mongo import connect  # noqa: E402
 from tests.support.secantus import SecantusProcess  # noqa: E402
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """A test over its timeout fails, and the run goes on.
+
+    pytest-timeout falls back to its thread method under eventlet (green threading
+    does not see the main thread as main), which ends the whole run with os._exit,
+    no summary and no report of the tests after it. Here SIGALRM fails the test in
+    its own greenlet: raised there at once if the signal lands in it, otherwise
+    thrown into it from the hub (which resumes where it was when the test next
+    yields, as after any switch)."""
+    if settings.method != "signal" or settings.timeout <= 0:
+        return None
+    test = greenlet.getcurrent()
+
+    def on_alarm(signum, frame):
+        stacks = "".join(traceback.format_stack(frame))
+        failure = pytest.fail.Exception(
+            f"Timeout >{settings.timeout}s\n(where the alarm found the process:)\n{stacks}")
+        if greenlet.getcurrent() is test:
+            raise failure
+        test.throw(failure)
+
+    def cancel():
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
-"""The write model's commands against a real (SecantusDB) database, no broker."""
+"""The write model's commands, no broker: against the storage in memory
+(tests.support.fakes), and what the database itself stores on SecantusDB."""
 
 import pytest
 
 from bus.errors import NotFound, ValidationError
 from services.events import handlers
+from tests.support.fakes import FakeEventsStorage, in_memory
 
 FIELDS = {
     "title": "Jazz night",
@@ -19,8 +21,10 @@ FIELDS = {
 
 
 @pytest.fixture
-def db(new_database):
-    return new_database("events")
+def db(request, monkeypatch):
+    if request.node.get_closest_marker("database"):
+        return request.getfixturevalue("new_database")("events")
+    return in_memory(monkeypatch, handlers, FakeEventsStorage())
 
 
 def pending(db, event_id):
@@ -49,6 +53,7 @@ def test_create_defaults(db):
             event["organizer"], event["status"]) == ("", None, "UTC", None, None, "scheduled")
 
 
+@pytest.mark.database
 def test_create_stores_times_as_utc_datetimes(db):
     event = handlers.create(db, FIELDS)
     stored = db.events.find_one({"_id": event["id"]})

@@ -1,4 +1,5 @@
-"""The users domain against a real SecantusDB: accounts, credentials, emails, outbox messages."""
+"""The users domain: accounts, credentials, emails, outbox messages; against the storage
+in memory (conftest's ``db``), races on a real SecantusDB."""
 import logging
 from datetime import timedelta
 
@@ -75,6 +76,7 @@ def test_another_users_secondary_email_cannot_be_registered(db):
     assert "email" in caught.value.details
 
 
+@pytest.mark.database  # the unique index decides the race
 def test_concurrent_registrations_of_one_username_have_one_winner(db):
     pool = eventlet.GreenPool()
 

@@ -1,0 +1,145 @@
+"""The in-memory storage fakes (tests.support.fakes) behave as the storage modules they
+stand in for: each scenario runs against the fake and against the real module on a
+SecantusDB database, and a storage function without a fake counterpart fails here."""
+import inspect
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pymongo.errors import DuplicateKeyError
+
+from bus.messages import new_message
+from services.events import storage as events_storage
+from services.users import storage as users_storage
+from tests.support.fakes import FakeEventsStorage, FakeUsersStorage
+
+pytestmark = pytest.mark.integration
+
+FAKES = [(events_storage, FakeEventsStorage), (users_storage, FakeUsersStorage)]
+
+
+@pytest.mark.parametrize("module, fake", FAKES, ids=["events", "users"])
+def test_every_storage_function_and_constant_has_a_fake(module, fake):
+    public = {name for name, value in vars(module).items()
+              if not name.startswith("_") and getattr(value, "__module__", module.__name__)
+              == module.__name__ and (inspect.isfunction(value) or name.isupper())}
+    missing = sorted(name for name in public if not hasattr(fake, name))
+    assert not missing, f"{fake.__name__} (tests/support/fakes.py) lacks {missing}"
+    for name in public:
+        if inspect.isfunction(getattr(module, name)):
+            real, stand_in = (inspect.signature(getattr(module, name)),
+                              inspect.signature(getattr(fake(), name)))
+            assert list(real.parameters) == list(stand_in.parameters), name
+
+
+@pytest.fixture(params=["fake", "real"])
+def events(request, new_database):
+    """(storage, db): the fake as both, or the module and a fresh database."""
+    if request.param == "fake":
+        fake = FakeEventsStorage()
+        return fake, fake
+    return events_storage, new_database("events")
+
+
+@pytest.fixture(params=["fake", "real"])
+def users(request, new_database):
+    if request.param == "fake":
+        fake = FakeUsersStorage()
+        return fake, fake
+    return users_storage, new_database("users", prepare=users_storage.ensure_indexes)
+
+
+def message(aggregate_id, version):
+    return new_message("events", "event_updated", aggregate_id, version, event={},
+                       changed=[], previous={})
+
+
+def moment(seconds):
+    return datetime(2030, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+
+
+def test_events_insert_find_replace_and_tombstone(events):
+    storage, db = events
+    storage.insert(db, {"_id": "e1", "title": "A", "version": 1}, message("e1", 1))
+    storage.insert(db, {"_id": "e1", "title": "B", "version": 1}, message("e1", 1))
+    found = storage.find_live(db, "e1")
+    assert found["title"] == "A" and len(found["pending_events"]) == 2  # never replaced
+    assert storage.find_live(db, "e2") is None
+
+    assert storage.replace_version(db, "e1", 1, {"$set": {"title": "C", "version": 2}},
+                                   message("e1", 2))
+    assert not storage.replace_version(db, "e1", 1, {"$set": {"title": "D", "version": 2}},
+                                       message("e1", 2))  # lost the race
+    found = storage.find_live(db, "e1")
+    assert (found["title"], found["version"], len(found["pending_events"])) == ("C", 2, 3)
+
+    storage.insert(db, {"_id": "e2", "title": "E", "version": 1}, message("e2", 1))
+    assert storage.count_live(db) == 2
+    assert storage.replace_version(db, "e1", 2, {"$set": {"deleted": True, "version": 3}},
+                                   message("e1", 3))
+    assert storage.find_live(db, "e1") is None and storage.count_live(db) == 1
+    assert not storage.replace_version(db, "e1", 3, {"$set": {"title": "F"}}, message("e1", 4))
+
+
+def account(user_id, username, email, *secondary):
+    user = {"_id": user_id, "username": username, "username_key": username.lower(),
+            "email": email, "secondary_emails": list(secondary), "failed_logins": [],
+            "version": 1, "deleted_at": None}
+    user["email_keys"] = users_storage.email_keys(user)
+    return user
+
+
+def test_users_lookups_ignore_case_and_find_secondary_emails(users):
+    storage, db = users
+    storage.insert(db, account("u1", "Ann", "Ann@example.org", "ann.work@example.org"))
+    assert storage.by_username(db, "ANN")["_id"] == "u1"
+    assert storage.by_email(db, "ANN.WORK@example.org")["_id"] == "u1"
+    assert storage.by_email(db, "nobody@example.org") is None
+    assert storage.live(db, "u1")["email"] == "Ann@example.org"
+    assert storage.live(db, "u2") is None
+
+
+@pytest.mark.parametrize("other, field", [
+    (("u2", "ANN", "bob@example.org"), "username"),
+    (("u2", "bob", "ANN@example.org"), "email"),
+    (("u2", "bob", "bob@example.org", "ann.work@example.org"), "email"),
+])
+def test_users_unique_usernames_and_emails(users, other, field):
+    storage, db = users
+    storage.insert(db, account("u1", "ann", "ann@example.org", "ann.work@example.org"))
+    with pytest.raises(DuplicateKeyError) as caught:
+        storage.insert(db, account(*other))
+    assert storage.duplicate_field(caught.value) == field
+
+
+def test_users_versioned_updates_and_failed_logins(users):
+    storage, db = users
+    storage.insert(db, account("u1", "ann", "ann@example.org"))
+    storage.insert(db, account("u2", "bob", "bob@example.org"))
+    ann = storage.live(db, "u1")
+    assert storage.update_unchanged(db, ann, {"$set": {"email": "a@example.org"},
+                                              "$inc": {"version": 1}})
+    assert not storage.update_unchanged(db, ann, {"$set": {"email": "b@example.org"}})
+    assert storage.live(db, "u1")["version"] == 2
+    with pytest.raises(DuplicateKeyError):  # bob's email, through the multikey index
+        storage.update_unchanged(db, storage.live(db, "u1"),
+                                 {"$set": {"email_keys": ["bob@example.org"]}})
+    after = storage.update_live(db, "u1", {"$set": {"role": "admin"}, "$inc": {"version": 1}})
+    assert (after["role"], after["version"]) == ("admin", 3)
+    assert storage.update_live(db, "nobody", {"$set": {"role": "admin"}}) is None
+
+    for second in range(7):
+        storage.record_failed_login(db, "u1", moment(second), keep=5)
+    assert storage.live(db, "u1")["failed_logins"] == [moment(s) for s in range(2, 7)]
+    storage.clear_failed_logins(db, "u1")
+    assert storage.live(db, "u1")["failed_logins"] == []
+
+
+def test_a_users_tombstone_is_not_live_and_frees_its_names(users):
+    storage, db = users
+    storage.insert(db, account("u1", "ann", "ann@example.org"))
+    erased = {field: "" for field in ("username_key", "email_keys", "email")}
+    assert storage.update_unchanged(db, storage.live(db, "u1"),
+                                    {"$set": {"deleted_at": moment(0)}, "$unset": erased})
+    assert storage.live(db, "u1") is None and storage.by_username(db, "ann") is None
+    storage.insert(db, account("u2", "ann", "ann@example.org"))
+    assert storage.by_email(db, "ann@example.org")["_id"] == "u2"

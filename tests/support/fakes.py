@@ -1,0 +1,296 @@
+"""In-memory fakes of the services' storage layers, for handler unit tests without a
+database server (as cosmicpython tests its handlers against a fake repository).
+
+A fake has the storage module's interface: the same functions with the same
+arguments and results, and the same constants and pure helpers (taken from the
+real module, so each rule stays in one place). A handler test swaps it in for
+the module (``in_memory(monkeypatch, handlers, FakeUsersStorage())``) and passes
+the fake where the handler expects its database; the handler's logic then runs
+in microseconds. tests/integration/test_storage_fakes.py runs the same storage
+scenarios against a fake and the real module on SecantusDB, and fails when a
+real storage function has no fake counterpart, so a fake cannot drift from what
+it stands in for.
+
+Documents are deep-copied in and out, as a round trip through the database
+copies them. The collection view (``fake.users``, ``fake["users"]``) serves what
+handlers and tests read directly: equality queries (a list field matches any of
+its elements, None matches a missing field) and $ne, $gt, $lt, $in, $exists;
+updates with $set, $setOnInsert, $unset, $inc, $push ($each, $slice) and $pull.
+"""
+import copy
+
+from pymongo.errors import DuplicateKeyError
+
+from services.events import storage as events_storage
+from services.users import storage as users_storage
+
+MISSING = object()
+
+
+def _get(document, path):
+    value = document
+    for part in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(part, MISSING)
+        elif isinstance(value, list) and part.isdigit():
+            value = value[int(part)] if int(part) < len(value) else MISSING
+        else:
+            return MISSING
+    return value
+
+
+def _equal(value, expected):
+    if expected is None:
+        return value is MISSING or value is None
+    if isinstance(value, list) and not isinstance(expected, list):
+        return expected in value
+    return value is not MISSING and value == expected
+
+
+def _matches_condition(value, condition):
+    if not (isinstance(condition, dict) and condition and
+            all(key.startswith("$") for key in condition)):
+        return _equal(value, condition)
+    values = value if isinstance(value, list) else [value]
+    for operator, operand in condition.items():
+        if operator == "$ne":
+            ok = not _equal(value, operand)
+        elif operator == "$in":
+            ok = any(_equal(value, option) for option in operand)
+        elif operator == "$exists":
+            ok = (value is not MISSING) == bool(operand)
+        elif operator in ("$gt", "$lt"):
+            present = [v for v in values if v is not MISSING and v is not None]
+            ok = any((v > operand) if operator == "$gt" else (v < operand) for v in present)
+        else:
+            raise NotImplementedError(f"the fake does not know the query operator {operator}")
+        if not ok:
+            return False
+    return True
+
+
+def matches(document, query):
+    return all(_matches_condition(_get(document, path), condition)
+               for path, condition in query.items())
+
+
+def _set(document, path, value):
+    *parents, last = path.split(".")
+    for part in parents:
+        document = document.setdefault(part, {})
+    document[last] = value
+
+
+def apply_update(document, update, inserting=False):
+    """``document`` changed in place by a MongoDB update document."""
+    for operator, fields in update.items():
+        for path, value in fields.items():
+            if operator == "$set" or (operator == "$setOnInsert" and inserting):
+                _set(document, path, copy.deepcopy(value))
+            elif operator == "$setOnInsert":
+                pass
+            elif operator == "$unset":
+                document.pop(path, None)
+            elif operator == "$inc":
+                _set(document, path, (_get(document, path) if path in document else 0) + value)
+            elif operator == "$push":
+                items = document.setdefault(path, [])
+                if isinstance(value, dict) and "$each" in value:
+                    items.extend(copy.deepcopy(value["$each"]))
+                    if "$slice" in value:
+                        keep = value["$slice"]
+                        document[path] = items[keep:] if keep < 0 else items[:keep]
+                else:
+                    items.append(copy.deepcopy(value))
+            elif operator == "$pull":
+                document[path] = [item for item in document.get(path, [])
+                                  if not (matches(item, value) if isinstance(value, dict)
+                                          and not any(k.startswith("$") for k in value)
+                                          else _matches_condition(item, value))]
+            else:
+                raise NotImplementedError(f"the fake does not know the update {operator}")
+    return document
+
+
+class FakeCursor:
+    def __init__(self, documents):
+        self.documents = documents
+
+    def sort(self, key, direction=1):
+        self.documents.sort(key=lambda d: _get(d, key), reverse=direction == -1)
+        return self
+
+    def limit(self, count):
+        if count:
+            self.documents = self.documents[:count]
+        return self
+
+    def __iter__(self):
+        return iter(self.documents)
+
+
+class FakeCollection:
+    """One collection of a fake: what handlers and tests read and change directly."""
+
+    def __init__(self, unique=()):
+        self.documents = {}  # _id -> document
+        self.unique = list(unique)  # fields with a unique (sparse, multikey) index
+
+    def _matching(self, query):
+        return [d for d in self.documents.values() if matches(d, query)]
+
+    def find_one(self, query=None, projection=None):
+        found = self._matching(query or {})
+        return copy.deepcopy(found[0]) if found else None
+
+    def find(self, query=None, projection=None):
+        excluded = {k for k, v in (projection or {}).items() if not v}
+        return FakeCursor([{k: v for k, v in copy.deepcopy(d).items() if k not in excluded}
+                           for d in self._matching(query or {})])
+
+    def count_documents(self, query):
+        return len(self._matching(query))
+
+    def _check_unique(self, document):
+        for field in self.unique:
+            keys = _get(document, field)
+            keys = set(keys if isinstance(keys, list) else [keys]) - {MISSING}
+            for other in self.documents.values():
+                if other["_id"] == document["_id"]:
+                    continue
+                theirs = _get(other, field)
+                theirs = set(theirs if isinstance(theirs, list) else [theirs]) - {MISSING}
+                if keys & theirs:
+                    raise DuplicateKeyError(f"E11000 duplicate key error: {field}", 11000,
+                                            {"keyPattern": {field: 1}})
+
+    def insert_one(self, document):
+        if document["_id"] in self.documents:
+            raise DuplicateKeyError("E11000 duplicate key error: _id", 11000,
+                                    {"keyPattern": {"_id": 1}})
+        document = copy.deepcopy(document)
+        self._check_unique(document)
+        self.documents[document["_id"]] = document
+
+    def update(self, query, update, upsert=False):
+        """The document after ``update``, or None if none matched and none was made."""
+        found = self._matching(query)
+        if found:
+            before = found[0]
+            after = apply_update(copy.deepcopy(before), update)
+        elif upsert:
+            before = None
+            seed = {k: v for k, v in query.items() if not isinstance(v, dict)}
+            after = apply_update(copy.deepcopy(seed), update, inserting=True)
+        else:
+            return None
+        self._check_unique(after)
+        if before is not None and before["_id"] != after["_id"]:
+            raise ValueError("an update cannot change _id")
+        self.documents[after["_id"]] = after
+        return copy.deepcopy(after)
+
+    def update_one(self, query, update, upsert=False):
+        matched = self.count_documents(query) > 0
+        self.update(query, update, upsert=upsert)
+        return _UpdateResult(int(matched))
+
+
+class _UpdateResult:
+    def __init__(self, matched):
+        self.matched_count = self.modified_count = matched
+
+
+class FakeStorage:
+    """What the fakes share: collections by name, as ``fake[name]`` and ``fake.name``
+    (the fake is passed to handlers as their database)."""
+
+    COLLECTIONS = {}  # name -> unique fields
+
+    def __init__(self):
+        self.collections = {name: FakeCollection(unique)
+                            for name, unique in self.COLLECTIONS.items()}
+
+    def __getitem__(self, name):
+        return self.collections[name]
+
+    def __getattr__(self, name):
+        collections = self.__dict__.get("collections", {})
+        if name in collections:
+            return collections[name]
+        raise AttributeError(name)
+
+    def pending(self, collection, document_id):
+        """The outbox of a stored document (what the relay would publish)."""
+        return self[collection].documents[document_id].get("pending_events", [])
+
+
+class FakeEventsStorage(FakeStorage):
+    """services/events/storage.py in memory."""
+
+    COLLECTION = events_storage.COLLECTION
+    LIVE = events_storage.LIVE
+    COLLECTIONS = {COLLECTION: ()}
+
+    def find_live(self, db, event_id):
+        return self[self.COLLECTION].find_one({"_id": event_id, **self.LIVE})
+
+    def insert(self, db, document, message):
+        self[self.COLLECTION].update(
+            {"_id": document["_id"]},
+            {"$setOnInsert": document, "$push": {"pending_events": message}}, upsert=True)
+
+    def replace_version(self, db, event_id, version, changes, message):
+        return self[self.COLLECTION].update(
+            {"_id": event_id, "version": version, **self.LIVE},
+            {**changes, "$push": {"pending_events": message}}) is not None
+
+    def count_live(self, db):
+        return self[self.COLLECTION].count_documents(self.LIVE)
+
+
+class FakeUsersStorage(FakeStorage):
+    """services/users/storage.py in memory, unique usernames and emails included."""
+
+    USERS = users_storage.USERS
+    LIVE = users_storage.LIVE
+    COLLECTIONS = {USERS: ("username_key", "email_keys")}
+    email_key = staticmethod(users_storage.email_key)
+    email_keys = staticmethod(users_storage.email_keys)
+    duplicate_field = staticmethod(users_storage.duplicate_field)
+
+    def ensure_indexes(self, db):
+        pass  # the collection's unique fields are its indexes
+
+    def live(self, db, user_id):
+        return self[self.USERS].find_one({"_id": user_id, **self.LIVE})
+
+    def by_username(self, db, username):
+        return self[self.USERS].find_one({"username_key": username.lower(), **self.LIVE})
+
+    def by_email(self, db, email):
+        return self[self.USERS].find_one({"email_keys": self.email_key(email), **self.LIVE})
+
+    def insert(self, db, user):
+        self[self.USERS].insert_one(user)
+
+    def update_unchanged(self, db, user, update):
+        query = {"_id": user["_id"], "version": user["version"], **self.LIVE}
+        return self[self.USERS].update(query, update) is not None
+
+    def update_live(self, db, user_id, update):
+        return self[self.USERS].update({"_id": user_id, **self.LIVE}, update)
+
+    def record_failed_login(self, db, user_id, moment, keep):
+        self[self.USERS].update({"_id": user_id, **self.LIVE},
+                                {"$push": {"failed_logins": {"$each": [moment], "$slice": -keep}}})
+
+    def clear_failed_logins(self, db, user_id):
+        self[self.USERS].update({"_id": user_id, **self.LIVE}, {"$set": {"failed_logins": []}})
+
+
+def in_memory(monkeypatch, handlers, fake):
+    """Make ``handlers`` (a services' handlers module) use ``fake`` for its storage
+    module; returns the fake, which the test passes as the handlers' database."""
+    monkeypatch.setattr(handlers, "storage", fake)
+    return fake
