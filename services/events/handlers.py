@@ -9,6 +9,7 @@ import uuid
 
 from marshmallow import ValidationError as SchemaError
 
+from bus.concurrency import LOST, compare_and_set
 from bus.errors import NotFound, ValidationError, validation_error
 from bus.messages import iso, new_message, utc_now
 from bus.mongo import page_by_id
@@ -18,8 +19,9 @@ from services.events.schemas import EventFields
 WRITABLE = ("title", "description", "topics", "starts_at", "ends_at", "timezone", "place",
             "organizer", "status")
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-# Optimistic concurrency: an update that lost a race re-reads and tries again.
-UPDATE_ATTEMPTS = 5
+# Optimistic concurrency (bus.concurrency): a write that lost a race re-reads and tries
+# again; one that keeps losing is a 409.
+KEPT_CHANGING = "The event kept changing while this change was written; read it and retry."
 
 _schema = EventFields()
 
@@ -43,7 +45,8 @@ def new_event(fields):
 
 def update(db, event_id, changes):
     values = _load(changes, partial=True)
-    for _ in range(UPDATE_ATTEMPTS):
+
+    def attempt():
         document = _find(db, event_id)
         updated = {**document, **values, "version": document["version"] + 1,
                    "updated_at": _now()}
@@ -57,11 +60,13 @@ def update(db, event_id, changes):
         fields = {field: updated[field] for field in (*values, "version", "updated_at")}
         if storage.replace_version(db, event_id, document["version"], {"$set": fields}, message):
             return after
-    raise RuntimeError(f"event {event_id} kept changing; gave up after {UPDATE_ATTEMPTS} tries")
+        return LOST
+
+    return compare_and_set(attempt, KEPT_CHANGING)
 
 
 def delete(db, event_id):
-    for _ in range(UPDATE_ATTEMPTS):
+    def attempt():
         document = _find(db, event_id)
         # Deleting is a new version too, so a projection can tell it from older updates.
         version = document["version"] + 1
@@ -72,7 +77,9 @@ def delete(db, event_id):
         if storage.replace_version(db, event_id, document["version"], {"$set": tombstone},
                                    message):
             return None
-    raise RuntimeError(f"event {event_id} kept changing; gave up after {UPDATE_ATTEMPTS} tries")
+        return LOST
+
+    compare_and_set(attempt, KEPT_CHANGING)
 
 
 def get(db, event_id):

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pymongo import UpdateOne
 
 from bus import times
+from bus.concurrency import LOST, compare_and_set
 from bus.errors import Conflict, NotFound, Unauthorized, Unavailable, ValidationError
 from bus.messages import new_message
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 IN_THE_PAST = "The reminder time must be in the future."
 NOT_YOURS = "Not one of your account's emails."
 DEAD_EVENT = "Unknown or cancelled event."
-RETRIES = 5  # compare-and-set attempts before answering Conflict
+RETRIES = 5  # attempts of an event follow-up's compare-and-set before it logs and gives up
 MAX_DEFERRAL_SECONDS = 10
 
 
@@ -316,14 +317,18 @@ def list_reminders(db, user_id, filters):
 
 
 def _retrying(db, user_id, reminder_id, attempt):
-    """Run ``attempt(reminder)`` on fresh reads until its compare-and-set wins: a
-    concurrent event move or follow-up must not turn the user's change into a 409."""
-    for _ in range(RETRIES):
+    """Run ``attempt(reminder)`` on fresh reads until its compare-and-set wins
+    (bus.concurrency): a concurrent event move or follow-up must not turn the user's
+    change into a 409."""
+    def once():
         updated = attempt(own_reminder(db, user_id, reminder_id))
-        if updated is not None:
-            return updated
-    own_reminder(db, user_id, reminder_id)  # NotFound if it was deleted meanwhile
-    raise Conflict("The notification keeps changing; read it and try again.")
+        return LOST if updated is None else updated
+
+    try:
+        return compare_and_set(once, "The notification keeps changing; read it and try again.")
+    except Conflict:
+        own_reminder(db, user_id, reminder_id)  # NotFound if it was deleted meanwhile
+        raise
 
 
 def update(db, user, reminder_id, changes, now, relay, withdraw):

@@ -16,6 +16,7 @@ from argon2.exceptions import VerificationError
 from eventlet import tpool
 from pymongo.errors import DuplicateKeyError
 
+from bus.concurrency import LOST, compare_and_set
 from bus.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationError
 from bus.messages import new_message, utc_now
 from bus.mongo import page_by_id
@@ -29,8 +30,8 @@ MAX_FAILED_LOGINS = 5
 FAILED_LOGIN_WINDOW = timedelta(minutes=15)
 # Keeps the account document small and the unique multikey index bounded.
 MAX_SECONDARY_EMAILS = 10
-# Optimistic writes retried this often before giving up on a busy account.
-SAVE_ATTEMPTS = 5
+# Optimistic writes (bus.concurrency): retried, then a 409.
+KEPT_CHANGING = "The account is changing too often; try again."
 # Ids are opaque to callers, but we make them: anything else is unknown without a query.
 USER_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -70,7 +71,7 @@ def create_admin(db, username, email, password):
     fields = schemas.load(
         schemas.Registration(), {"username": username, "email": email, "password": password}
     )
-    for _ in range(SAVE_ATTEMPTS):
+    def attempt():
         user = storage.by_username(db, fields["username"])
         if user is not None:
             if user["role"] == "admin":
@@ -82,17 +83,18 @@ def create_admin(db, username, email, password):
                 db, user["_id"], {"$set": {"role": "admin"}, "$inc": {"version": 1},
                                   **outgoing(message)}
             )
-            if promoted is not None:
-                log.info("user %s promoted to admin", user["_id"])
-                return schemas.dump_user(promoted)
-            continue  # deleted meanwhile: create anew
+            if promoted is None:
+                return LOST  # deleted meanwhile: create anew
+            log.info("user %s promoted to admin", user["_id"])
+            return schemas.dump_user(promoted)
         try:
             return _create(db, fields, role="admin")
         except Conflict as conflict:
             if "username" not in conflict.details:
                 raise
-            # a concurrent call created the username first: promote that one
-    raise Conflict("The account is changing too often; try again.")
+            return LOST  # a concurrent call created the username first: promote that one
+
+    return compare_and_set(attempt, KEPT_CHANGING)
 
 
 def _create(db, fields, role):
@@ -220,7 +222,7 @@ def _change_emails(db, user_id, change):
     user carry strictly increasing versions in the order the changes happened; if
     another write got there first, ``change`` runs again on the fresh user.
     """
-    for _ in range(SAVE_ATTEMPTS):
+    def attempt():
         user = _live_user(db, user_id)
         planned = change(user)
         if planned is None:
@@ -239,9 +241,9 @@ def _change_emails(db, user_id, change):
             saved = storage.update_unchanged(db, user, update)
         except DuplicateKeyError:
             raise _taken("email") from None
-        if saved:
-            return schemas.dump_user(after)
-    raise Conflict("The account is changing too often; try again.")
+        return schemas.dump_user(after) if saved else LOST
+
+    return compare_and_set(attempt, KEPT_CHANGING)
 
 
 def all_accounts(db, after_id=None, limit=500):
@@ -256,7 +258,7 @@ def delete(db, user_id):
         "username", "username_key", "email", "email_keys", "secondary_emails",
         "password_hash", "failed_logins",
     )}
-    for _ in range(SAVE_ATTEMPTS):
+    def attempt():
         user = _live_user(db, user_id)
         message = new_message("users", "user_deleted", user_id, user["version"] + 1,
                               user_id=user_id)
@@ -264,10 +266,12 @@ def delete(db, user_id):
             "$set": {"deleted_at": utc_now()}, "$unset": erased, "$inc": {"version": 1},
             **outgoing(message),
         }
-        if storage.update_unchanged(db, user, update):
-            log.info("user %s deleted", user_id)
-            return
-    raise Conflict("The account is changing too often; try again.")
+        if not storage.update_unchanged(db, user, update):
+            return LOST
+        log.info("user %s deleted", user_id)
+        return None
+
+    compare_and_set(attempt, KEPT_CHANGING)
 
 
 def _live_user(db, user_id):

@@ -150,3 +150,38 @@ def test_malformed_or_unknown_ids_are_404(http, admin_headers, event_id):
     assert_error(http.patch(f"/events/{event_id}", json={"title": "x"}, headers=admin_headers),
                  404, "not_found")
     assert_error(http.delete(f"/events/{event_id}", headers=admin_headers), 404, "not_found")
+
+
+# Optimistic concurrency (issue 9): retried, then 409, never 500
+
+
+def test_twenty_parallel_patches_of_one_event_are_200s_and_409s_and_none_is_lost(
+        http, admin_headers, system):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    event = create(http, admin_headers)
+    url = f"{system.base_url.rstrip('/')}/events/{event['id']}"
+
+    def patch(number):
+        return requests.patch(url, json={"description": f"change {number}"},
+                              headers=admin_headers, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(patch, range(20)))
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {200, 409}, [(r.status_code, r.text) for r in responses]
+    for response in responses:
+        if response.status_code == 409:
+            assert response.json()["error"]["code"] == "conflict"
+    succeeded = statuses.count(200)
+    assert succeeded >= 1
+    final = http.get(f"/events/{event['id']}").json()
+    assert final["version"] == succeeded + 1
+    # every 200 answered a distinct version, and the last of them is what is stored
+    versions = sorted(r.json()["version"] for r in responses if r.status_code == 200)
+    assert versions == list(range(2, succeeded + 2))
+    assert final["description"] in {r.json()["description"] for r in responses
+                                    if r.status_code == 200 and r.json()["version"] ==
+                                    final["version"]}
