@@ -23,3 +23,10 @@ def setting(config, key, default=None):
     """A config value, with empty strings treated as unset (``${SMTP_HOST:}``)."""
     value = config.get(key)
     return default if value in (None, "") else value
+
+
+def public_url(config):
+    """The base of every link in emails and feeds (API.md: ``PUBLIC_URL``, by default
+    ``http://<WEB_SERVER_ADDRESS>``), without a trailing slash."""
+    address = setting(config, "WEB_SERVER_ADDRESS", "127.0.0.1:8000")
+    return setting(config, "PUBLIC_URL", f"http://{address}").rstrip("/")

@@ -132,6 +132,25 @@ OPERATIONS = [
 ]
 
 
+FEED_DESCRIPTION = """The search's parameters (no cursor; `limit` 1..500, default 500), as an
+RFC 5545 calendar: one VEVENT per event with a stable `UID`, `SEQUENCE` = `version`,
+`DTSTAMP` = `updated_at`, `DTSTART`/`DTEND` with the event's `TZID` and one VTIMEZONE per
+zone, `STATUS:CANCELLED` for a cancelled event. `ETag` on every answer; `If-None-Match`
+with it: 304."""
+
+
+def _feed_operation(summary, query, description):
+    """A GET answering `text/calendar` (200, or 304 for a matching If-None-Match)."""
+    operation = _operation(summary, None, None, query, 200, None, [], description)
+    operation["responses"]["200"]["content"] = {
+        "text/calendar": {"schema": {"type": "string"}}}
+    operation["responses"]["200"]["headers"] = {"ETag": {"schema": {"type": "string"}}}
+    operation["responses"]["304"] = {"description": "Not modified (If-None-Match)"}
+    operation["parameters"].append({"name": "If-None-Match", "in": "header",
+                                    "required": False, "schema": {"type": "string"}})
+    return operation
+
+
 def _operation(summary, auth, body, query, status, resource, errors, description):
     # 400, 414 and 431 can come from the HTTP server on any route, before the route runs
     codes = set(errors) | {400, 414, 431, 503}
@@ -191,6 +210,8 @@ def build():
     paths = {}
     for method, path, *details in OPERATIONS:
         paths.setdefault(path, {})[method] = _operation(*details)
+    paths["/events.ics"] = {"get": _feed_operation("Search events, as a calendar feed",
+                                                   schemas.EventFeed, FEED_DESCRIPTION)}
     for path, operations in paths.items():
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

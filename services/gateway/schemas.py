@@ -25,6 +25,8 @@ MAX_SNOOZE_MINUTES = 7 * 24 * 60
 # Ten years: far beyond any real reminder, and keeps the arithmetic in range.
 MAX_BEFORE_MINUTES = 10 * 366 * 24 * 60
 MAX_RADIUS_KM = 500
+PAGE_LIMIT = 100  # a list's `limit`: 1..this
+MAX_FEED_EVENTS = 500  # GET /events.ics: the soonest this many
 DEFAULT_RADIUS_KM = 10.0
 TIMEZONES = frozenset(zoneinfo.available_timezones())
 
@@ -233,7 +235,7 @@ class Query(Schema):
     class Meta:
         unknown = RAISE
 
-    limit = fields.Integer(load_default=20, validate=Range(1, 100))
+    limit = fields.Integer(load_default=20, validate=Range(1, PAGE_LIMIT))
     cursor = fields.String(validate=Length(1, 2000))
 
 
@@ -295,6 +297,15 @@ class EventSearch(Query):
             "limit": data["limit"],
             "cursor": data.get("cursor"),
         }
+
+
+class EventFeed(EventSearch):
+    """`GET /events.ics`: the search's parameters, no cursor, up to 500 events."""
+
+    class Meta(EventSearch.Meta):
+        exclude = ("cursor",)
+
+    limit = fields.Integer(load_default=MAX_FEED_EVENTS, validate=Range(1, MAX_FEED_EVENTS))
 
 
 class NotificationFilter(Query):

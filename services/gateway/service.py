@@ -7,6 +7,7 @@ so the caller reads their own write. HTTP mechanics (bodies, errors, auth) live 
 http.py, RPC timeouts in rpc.py, input shapes in schemas.py. The backing services'
 signatures are docs/contracts.md.
 """
+import json
 import logging
 
 import eventlet
@@ -14,16 +15,18 @@ import eventlet
 from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
 from bus.logs import CallContext
-from services.gateway import openapi
+from services.gateway import calendar, openapi
 from services.gateway.feed import ReadModels
 from services.gateway.http import Auth, WorkerPool, error_body, http, json_body_response
 from services.gateway.read_models import GONE
 from services.gateway.rpc import TimedRpcProxy
 from services.gateway.schemas import (
+    PAGE_LIMIT,
     Credentials,
     EmailAddress,
     EventChanges,
     EventCreate,
+    EventFeed,
     EventSearch,
     NotificationChanges,
     NotificationCreate,
@@ -128,6 +131,28 @@ class GatewayService:
         if body is None:  # beyond what this process holds: the search service's read model
             return self.search.search(query)
         return json_body_response(body)
+
+    @http("GET", "/events.ics")
+    def events_feed(self, request):
+        query = load_query(EventFeed, request.args)
+        return calendar.response(request, calendar.render(self._find_events(query),
+                                                          "EventPost"))
+
+    def _find_events(self, query):
+        """Every event a search finds, up to its ``limit`` (which may pass a page's),
+        page by page from the read model or, beyond it, from the search service."""
+        wanted, found, cursor = query["limit"], [], None
+        while len(found) < wanted:
+            page = dict(query, limit=min(PAGE_LIMIT, wanted - len(found)))
+            if cursor is not None:
+                page["cursor"] = cursor
+            body = self.read_models.events.search(page)
+            answer = json.loads(body) if body is not None else self.search.search(page)
+            found += answer["items"]
+            cursor = answer["next_cursor"]
+            if cursor is None:
+                break
+        return found
 
     @http("GET", "/events/<event_id>")
     def get_event(self, request, event_id):
