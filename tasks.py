@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent
 CONFIG = ROOT / "config.yml"
 AMQP_DEFAULT = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT_PORT = 15672  # nameko's test fixtures talk to RabbitMQ's management API
-APT_PACKAGES = {"rabbitmq-server": "rabbitmq-server", "wrk": "wrk"}  # command -> Debian package
+# command -> Debian package; chromium and its driver: the browser tests (tests/browser)
+APT_PACKAGES = {"rabbitmq-server": "rabbitmq-server", "wrk": "wrk",
+                "chromium": "chromium", "chromedriver": "chromium-driver"}
 
 
 def say(message):

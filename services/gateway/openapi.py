@@ -10,7 +10,7 @@ from functools import lru_cache
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from services.gateway import schemas
+from services.gateway import schemas, web
 from services.gateway.http import MAX_BODY_BYTES, MAX_REQUEST_LINE
 
 DESCRIPTION = f"""EventPost: discover social events by topic, time and place, and get email
@@ -218,6 +218,8 @@ def build():
             for name in re.findall(r"{(\w+)}", path)
         ]
         spec.path(path=path, operations=operations, parameters=parameters or None)
+    for path, item in web.OPENAPI_PATHS.items():  # the web app's page and files
+        spec.path(path=path, operations={"get": item["get"]}, parameters=item.get("parameters"))
     return spec
 
 

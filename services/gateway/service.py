@@ -15,7 +15,8 @@ import eventlet
 from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
 from bus.logs import CallContext
-from services.gateway import calendar, openapi
+# web as a module: a WebApp imported here would look like a second service to `nameko run`
+from services.gateway import calendar, openapi, web
 from services.gateway.feed import ReadModels
 from services.gateway.http import Auth, WorkerPool, error_body, http, json_body_response
 from services.gateway.read_models import GONE
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 HEALTH_TIMEOUT = 2.0
 
 
-class GatewayService:
+class GatewayService(web.WebApp):  # the web app at / (web.py)
     name = "gateway"
 
     context = CallContext()

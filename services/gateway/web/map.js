@@ -1,0 +1,48 @@
+// Leaflet (vendored, loaded by index.html as window.L). Tiles come from the
+// server's MAP_TILE_URL when it is set; otherwise the map is a plain surface with a
+// grid every 10 degrees, the markers and the search circle (no outside requests).
+
+import { h } from "./dom.js";
+
+const tileUrl = document.querySelector('meta[name="eventpost-map-tiles"]')?.content || "";
+
+export function hasTiles() {
+  return Boolean(tileUrl);
+}
+
+// A map in `container`; `label` names it for screen readers.
+export function createMap(container, { label, center = [20, 0], zoom = 2 } = {}) {
+  const L = window.L;
+  container.setAttribute("role", "region");
+  container.setAttribute("aria-label", label || "Map");
+  const map = L.map(container, { center, zoom, worldCopyJump: true });
+  if (tileUrl) {
+    L.tileLayer(tileUrl, {
+      maxZoom: 19,
+      attribution: "Map data © OpenStreetMap contributors",
+    }).addTo(map);
+  } else {
+    container.classList.add("plain-map");
+    const grid = L.layerGroup().addTo(map);
+    const style = { color: "#9aa7b4", weight: 1, interactive: false };
+    for (let lat = -80; lat <= 80; lat += 10) grid.addLayer(L.polyline([[lat, -540], [lat, 540]], style));
+    for (let lng = -540; lng <= 540; lng += 10) grid.addLayer(L.polyline([[-85, lng], [85, lng]], style));
+  }
+  return map;
+}
+
+// A marker for an event; its popup links to the event's page (text, not HTML).
+export function eventMarker(event, { highlight = false } = {}) {
+  const L = window.L;
+  const marker = L.circleMarker([event.place.lat, event.place.lng], {
+    radius: highlight ? 9 : 7, color: "#0b3d91", weight: 2,
+    fillColor: highlight ? "#d9480f" : "#1c7ed6", fillOpacity: 0.9,
+    bubblingMouseEvents: false,
+  });
+  const popup = h("div", {},
+    h("a", { href: `#/events/${encodeURIComponent(event.id)}` }, event.title),
+    h("br"), event.place.name || "");
+  marker.bindPopup(popup);
+  marker.bindTooltip(h("span", {}, event.title)); // an element: Leaflet puts strings in as HTML
+  return marker;
+}

@@ -1,0 +1,107 @@
+// My account: emails (add, remove, make primary), password, delete the account.
+
+import { api } from "../api.js";
+import { flash, go, requireUser, session } from "../app.js";
+import { busy, confirmButton, field, formValues, h, replace, showErrors } from "../dom.js";
+import { logIn } from "./auth.js";
+
+function emailSection(rerender) {
+  const user = session.user;
+  const act = async (work, message) => {
+    try {
+      await work();
+      await session.refresh();
+      flash(message);
+    } catch (error) {
+      flash(error.message, "error");
+    }
+    rerender();
+  };
+  const rows = [h("li", {}, h("span", { class: "email" }, user.email), " ", h("span", { class: "badge" }, "primary"))];
+  for (const email of user.secondary_emails) {
+    rows.push(h("li", {}, h("span", { class: "email" }, email), " ",
+      h("button", {
+        type: "button", class: "secondary", "aria-label": `Make ${email} the primary email`,
+        onclick: () => act(() => api.patch("/users/me", { email }), `${email} is now your primary email.`),
+      }, "Make primary"), " ",
+      h("button", {
+        type: "button", class: "secondary", "aria-label": `Remove ${email}`,
+        onclick: () => act(() => api.delete(`/users/me/emails/${encodeURIComponent(email)}`), `${email} removed.`),
+      }, "Remove")));
+  }
+  const add = h("form", { class: "inline", novalidate: true },
+    field("email", "Add an email", { kind: "email", autocomplete: "email", required: true }),
+    h("button", { type: "submit" }, "Add"));
+  add.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const { email } = formValues(add);
+    await busy(add, async () => {
+      try {
+        await api.post("/users/me/emails", { email });
+        await session.refresh();
+        flash(`${email} added.`);
+        rerender();
+      } catch (error) {
+        showErrors(add, error);
+      }
+    });
+  });
+  return h("section", { "aria-labelledby": "emails-heading" },
+    h("h2", { id: "emails-heading" }, "Emails"),
+    h("p", { class: "hint" }, "Reminders can go to any of these. Making another email primary drops the old primary."),
+    h("ul", { class: "emails" }, rows), add);
+}
+
+function passwordSection() {
+  const form = h("form", { class: "narrow", novalidate: true },
+    field("current_password", "Current password", { kind: "password", autocomplete: "current-password", required: true }),
+    field("new_password", "New password", { kind: "password", autocomplete: "new-password", required: true, hint: "At least 8 characters" }),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Change password")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const values = formValues(form);
+    await busy(form, async () => {
+      try {
+        // every older token stops working: sign in again with the new password
+        await api.post("/users/me/password", values, { keepSession: true });
+        await logIn(session.user.username, values.new_password);
+        form.reset();
+        flash("Password changed. Other sessions are signed out.");
+      } catch (error) {
+        if (error.status === 401) error.details = { current_password: ["This is not your current password."] };
+        showErrors(form, error);
+      }
+    });
+  });
+  return h("section", { "aria-labelledby": "password-heading" },
+    h("h2", { id: "password-heading" }, "Password"), form);
+}
+
+function deleteSection() {
+  return h("section", { "aria-labelledby": "delete-heading" },
+    h("h2", { id: "delete-heading" }, "Delete account"),
+    h("p", {}, "Deletes the account and all its reminders. This cannot be undone."),
+    confirmButton("Delete my account", "Yes, delete my account", async () => {
+      try {
+        await api.delete("/users/me");
+      } catch (error) {
+        flash(error.message, "error");
+        return;
+      }
+      session.signOut();
+      flash("Your account is deleted.");
+      go("/");
+    }));
+}
+
+export async function render(main) {
+  if (!requireUser()) return;
+  const rerender = () => render(main);
+  const user = session.user;
+  replace(main, h("h1", {}, "My account"),
+    h("dl", { class: "details" },
+      h("dt", {}, "Username"), h("dd", {}, user.username),
+      h("dt", {}, "Role"), h("dd", {}, user.role),
+      h("dt", {}, "Member since"), h("dd", {}, new Date(user.created_at).toLocaleDateString())),
+    emailSection(rerender), passwordSection(), deleteSection());
+}

@@ -1,0 +1,106 @@
+// The admin's event editor: create, edit, cancel and delete an event, with each
+// validation message beside its field. Times are typed in the event's time zone.
+
+import { api } from "../api.js";
+import { flash, go, requireUser, session } from "../app.js";
+import { busy, clearErrors, confirmButton, field, formValues, h, replace, showErrors } from "../dom.js";
+import { isoToWall, viewerZone, wallToIso, zones } from "../time.js";
+
+// The form's values -> the API's writable fields. Empty text is sent as typed, so
+// the server names what is missing; an empty place (no name, no coordinates) is null.
+export function eventBody(values) {
+  const zone = values.timezone.trim() || "UTC";
+  const number = (text) => (text.trim() === "" ? text : Number(text));
+  const hasPlace = [values.place_name, values.place_lat, values.place_lng, values.place_address]
+    .some((v) => v.trim());
+  return {
+    title: values.title,
+    description: values.description,
+    topics: values.topics.split(",").map((t) => t.trim()).filter(Boolean),
+    starts_at: wallToIso(values.starts_at, zone),
+    ends_at: values.ends_at ? wallToIso(values.ends_at, zone) : null,
+    timezone: zone,
+    place: hasPlace ? {
+      name: values.place_name, address: values.place_address.trim() || null,
+      lat: number(values.place_lat), lng: number(values.place_lng),
+    } : null,
+    organizer: values.organizer.trim() || null,
+  };
+}
+
+// API field names -> this form's (place.lat is typed in place_lat).
+function formDetails(details) {
+  const renamed = {};
+  for (const [name, messages] of Object.entries(details)) {
+    const key = name.startsWith("place.") ? `place_${name.slice(6)}` : name;
+    renamed[key] = [...(renamed[key] || []), ...messages];
+  }
+  return renamed;
+}
+
+export async function render(main, params) {
+  if (!requireUser()) return;
+  if (session.user.role !== "admin") {
+    replace(main, h("h1", {}, "Admins only"), h("p", {}, "This page needs an admin account."));
+    return;
+  }
+  const eventId = params[0];
+  const event = eventId ? await api.get(`/events/${encodeURIComponent(eventId)}`) : null;
+  const zone = event?.timezone || viewerZone;
+  const place = event?.place || {};
+  const form = h("form", { class: "editor", novalidate: true },
+    field("title", "Title", { value: event?.title, required: true, maxlength: "120" }),
+    field("description", "Description", { kind: "textarea", rows: "5", value: event?.description }),
+    field("topics", "Topics", { value: event?.topics.join(", "), hint: "1 to 10, comma-separated", required: true }),
+    field("timezone", "Time zone", { value: zone, list: "zones", autocomplete: "off", hint: "An IANA name, e.g. Europe/Berlin" }),
+    h("datalist", { id: "zones" }, ["UTC", ...zones()].map((z) => h("option", { value: z }))),
+    field("starts_at", "Starts (in the event's time zone)", {
+      kind: "datetime-local", value: isoToWall(event?.starts_at, zone), required: true,
+    }),
+    field("ends_at", "Ends (optional)", { kind: "datetime-local", value: isoToWall(event?.ends_at, zone) }),
+    h("fieldset", {}, h("legend", {}, "Place (optional)"),
+      field("place_name", "Name", { value: place.name }),
+      field("place_address", "Address", { value: place.address }),
+      h("div", { class: "pair" },
+        field("place_lat", "Latitude", { value: place.lat, inputmode: "decimal", hint: "-90 to 90" }),
+        field("place_lng", "Longitude", { value: place.lng, inputmode: "decimal", hint: "-180 to 180" }))),
+    field("organizer", "Organizer (optional)", { value: event?.organizer }),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, event ? "Save changes" : "Create event")));
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const body = eventBody(formValues(form));
+    await busy(form, async () => {
+      try {
+        const saved = event
+          ? await api.patch(`/events/${encodeURIComponent(event.id)}`, body)
+          : await api.post("/events", body);
+        flash(event ? "Event saved." : "Event created.");
+        go(`/events/${encodeURIComponent(saved.id)}`);
+      } catch (error) {
+        error.details = formDetails(error.details || {});
+        showErrors(form, error);
+      }
+    });
+  });
+
+  const lifecycle = event ? h("section", { "aria-labelledby": "lifecycle-heading" },
+    h("h2", { id: "lifecycle-heading" }, "Cancel or delete"),
+    h("p", { class: "hint" }, "Cancelling keeps the event, marked cancelled; its reminders are cancelled and their owners told. Deleting removes it."),
+    h("div", { class: "actions" },
+      event.status === "cancelled" ? h("span", { class: "badge cancelled" }, "Cancelled")
+        : confirmButton("Cancel event", "Yes, cancel it", async () => {
+          await api.patch(`/events/${encodeURIComponent(event.id)}`, { status: "cancelled" });
+          flash("Event cancelled.");
+          go(`/events/${encodeURIComponent(event.id)}`);
+        }),
+      " ",
+      confirmButton("Delete event", "Yes, delete it", async () => {
+        await api.delete(`/events/${encodeURIComponent(event.id)}`);
+        flash("Event deleted.");
+        go("/");
+      }))) : null;
+
+  replace(main, h("h1", {}, event ? `Edit: ${event.title}` : "New event"), form, lifecycle);
+}
