@@ -131,9 +131,11 @@ class WebApp:
 
 # /openapi.json's entries for the web app (openapi.py adds them): HTML and static
 # files, not JSON, and no backing service behind them (so no 503).
+# (400, 414 and 431: what the HTTP server refuses before any route, as everywhere)
 _FILE_RESPONSES = {
     "304": {"description": "Not modified (`If-None-Match` named the current `ETag`)."},
-    "404": {"$ref": "#/components/responses/NotFound"},
+    **{str(code): {"$ref": f"#/components/responses/{name}"} for code, name in [
+        (400, "BadRequest"), (404, "NotFound"), (414, "UriTooLong"), (431, "HeadersTooLarge")]},
 }
 OPENAPI_PATHS = {
     "/": {"get": {
@@ -144,7 +146,7 @@ OPENAPI_PATHS = {
                        "when set.",
         "responses": {"200": {"description": "The app's page",
                               "content": {"text/html": {"schema": {"type": "string"}}}},
-                      "304": _FILE_RESPONSES["304"]},
+                      **_FILE_RESPONSES},
     }},
     "/web/{name}": {
         "parameters": [{"name": "name", "in": "path", "required": True,
