@@ -15,7 +15,6 @@ import eventlet
 from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
 from bus.logs import CallContext
-# web as a module: a WebApp imported here would look like a second service to `nameko run`
 from services.gateway import calendar, openapi, web
 from services.gateway.feed import ReadModels
 from services.gateway.http import Auth, WorkerPool, error_body, http, json_body_response
@@ -44,7 +43,9 @@ log = logging.getLogger(__name__)
 HEALTH_TIMEOUT = 2.0
 
 
-class GatewayService(web.WebApp):  # the web app at / (web.py)
+# the web app at / (web.py); imported as web.WebApp, since `nameko run` would take a
+# WebApp in this module for a second service
+class GatewayService(web.WebApp):
     name = "gateway"
 
     context = CallContext()
