@@ -28,6 +28,7 @@ export function createMap(container, { label, center = [20, 0], zoom = 2 } = {})
     for (let lat = -80; lat <= 80; lat += 10) grid.addLayer(L.polyline([[lat, -540], [lat, 540]], style));
     for (let lng = -540; lng <= 540; lng += 10) grid.addLayer(L.polyline([[-85, lng], [85, lng]], style));
   }
+  L.control.scale({ imperial: false }).addTo(map);
   return map;
 }
 
