@@ -33,6 +33,7 @@ import contextlib  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -58,6 +59,8 @@ RUNS = {
                       count=1000, window=0, instances={"notifications": 2, "mailer": 2}),
     "spread": dict(label="10,000 due over 100 s, one process each", count=10000,
                    window=100, instances={}),
+    "sustained": dict(label="3,000 due in the same second, one process each (steady rate)",
+                      count=3000, window=0, instances={}),
 }
 INTERRUPTED = "interrupted"
 
@@ -181,31 +184,88 @@ def make_event(stack, title="Benchmark night"):
             "place": {"name": "Hall", "address": None, "lat": 52.5, "lng": 13.4}})
 
 
-def schedule(stack, event, count, window, lead=None, rate_guess=150.0, users=USERS,
-             bouncing=0):
+def create_rate(stack, event, people, probe=100):
+    """Reminders created per second right now (the machine may be shared): ``probe``
+    reminders a day ahead, created as the run creates its own, then deleted."""
+    started = time.time()
+    remind_at = iso(utc_now() + timedelta(days=1))
+    with ClusterRpcProxy(stack.config, timeout=120) as rpc:
+        replies = [rpc.notifications.create.call_async(people[i % len(people)], {
+            "event_id": event["id"], "remind_at": remind_at}) for i in range(probe)]
+        created = [(people[i % len(people)], r.result()) for i, r in enumerate(replies)]
+        rate = probe / (time.time() - started)
+        for person, reminder in created:
+            rpc.notifications.delete(person["id"], reminder["id"])
+    return rate
+
+
+class create_direct(eventlet.GreenPool):
+    """The notifications service's create handler (handlers.create), run here on the
+    service's database: the same reminder documents as ``notifications.create``, at
+    the database's pace rather than one RPC each (10,000 RPCs take minutes on a
+    shared machine). The scheduler finds them by itself: its clock looks ahead every
+    ``horizon`` seconds when nothing wakes it."""
+
+    def __init__(self, stack, event, size=10):
+        from services.notifications import handlers
+        super().__init__(size)
+        self.handlers, self.event = handlers, event
+        self.db = stack.database("notifications")
+
+    def one(self, user, fields):
+        def refuse(*args):
+            raise AssertionError("a live event needs neither a relay nor a withdrawal")
+        return self.handlers.create(self.db, user, fields, utc_now(), lambda _: self.event,
+                                    refuse, refuse)
+
+    def rate(self, people, probe=100):
+        """Reminders created per second right now (``probe`` a day ahead, then deleted)."""
+        remind_at = iso(utc_now() + timedelta(days=1))
+        started = time.time()
+        created = list(self.imap(lambda person: self.one(person, {
+            "event_id": self.event["id"], "remind_at": remind_at}),
+            [people[i % len(people)] for i in range(probe)]))
+        rate = probe / (time.time() - started)
+        self.db["notifications"].delete_many({"_id": {"$in": [r["id"] for r in created]}})
+        return rate
+
+
+def schedule(stack, event, count, window, lead=None, users=USERS, bouncing=0, echo=print,
+             direct=False):
     """Create ``count`` reminders due over ``window`` seconds, the first ``lead`` seconds
-    from now (default: the time creating them should take, with room to spare);
-    returns {send key: due unix time} and the first due time."""
-    lead = lead if lead is not None else 15 + 1.5 * count / rate_guess
-    first_due = (utc_now() + timedelta(seconds=lead)).replace(microsecond=0)
-    step = window / max(1, count - 1)
+    from now (default: twice the time creating them should take at the rate measured
+    just before, plus 10 s); returns {send key: due unix time}, the first due time and
+    how long creating them took. ``direct``: written by the service's own create
+    handler from this process (``create_direct``) instead of one RPC each."""
     # the first ``bouncing`` users' addresses are refused by a scripted SMTP server
     people = [{"id": f"bench-user-{n}", "username": f"bench{n}",
                "email": f"{'bounce' if n < bouncing else 'bench'}{n}@example.com",
                "secondary_emails": [], "role": "user", "created_at": iso(utc_now())}
               for n in range(users)]
+    if lead is None:
+        rate = (create_direct(stack, event).rate(people) if direct
+                else create_rate(stack, event, people))
+        lead = 10 + 2 * count / rate
+        echo(f"  creating reminders at {rate:.0f}/s{' (direct)' if direct else ''}: "
+             f"the first is due in {lead:.0f} s")
+    first_due = (utc_now() + timedelta(seconds=lead)).replace(microsecond=0)
+    step = window / max(1, count - 1)
     due, started = {}, time.time()
+    create = create_direct(stack, event) if direct else None
     with ClusterRpcProxy(stack.config, timeout=120) as rpc:
         for start in range(0, count, 100):
-            replies = [
-                rpc.notifications.create.call_async(people[i % users], {
-                    "event_id": event["id"],
-                    "remind_at": iso(first_due + timedelta(seconds=i * step))})
+            batch = [(people[i % users], {
+                "event_id": event["id"], "remind_at": iso(first_due + timedelta(seconds=i * step))})
                 for i in range(start, min(count, start + 100))]
-            for reply in replies:
-                created = reply.result()
-                due[f"reminder:{created['id']}:1"] = datetime.fromisoformat(
-                    created["remind_at"]).timestamp()
+            if direct:
+                created = list(create.imap(lambda args: args[0](*args[1:]),
+                                           [(create.one, *b) for b in batch]))
+            else:
+                created = [reply.result() for reply in
+                           [rpc.notifications.create.call_async(*b) for b in batch]]
+            for reminder in created:
+                due[f"reminder:{reminder['id']}:1"] = datetime.fromisoformat(
+                    reminder["remind_at"]).timestamp()
     took = time.time() - started
     if time.time() > first_due.timestamp():
         raise SystemExit(f"creating {count} reminders took {took:.0f}s, more than the lead "
@@ -240,6 +300,15 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+def steady_rate(arrivals):
+    """Emails per second between the 10th and the 90th percentile of arrivals: the
+    pace once the pipeline runs, without its start and its tail."""
+    if len(arrivals) < 20:
+        return None
+    low, high = arrivals[len(arrivals) // 10], arrivals[len(arrivals) * 9 // 10]
+    return (len(arrivals) * 8 // 10) / (high - low) if high > low else None
+
+
 def report(stack, due, first_due, ops=None):
     arrivals = stack.smtp.arrivals()
     counts = Counter(key for _, key in arrivals)
@@ -255,8 +324,11 @@ def report(stack, due, first_due, ops=None):
         "reminders": len(due),
         "delivered": sum(1 for key in due if counts[key] == 1),
         "duplicated": sum(1 for key in due if counts[key] > 1),
+        # no email and an outcome that is not one: a final status, or no reminder at all
         "lost": sum(1 for key in due if counts[key] == 0 and key not in interrupted
-                    and statuses_now.get(key.split(":")[1], ("", ""))[1][:1] != "5"),
+                    and statuses_now.get(key.split(":")[1], ("", ""))[1][:1] != "5"
+                    and statuses_now.get(key.split(":")[1], ("",))[0]
+                    not in ("scheduled", "sending")),
         "not_final": sum(1 for key in due if statuses_now.get(key.split(":")[1], ("",))[0]
                          in ("scheduled", "sending")),
         "interrupted": len(interrupted),
@@ -267,6 +339,7 @@ def report(stack, due, first_due, ops=None):
         "p99": percentile(delays, 0.99) if delays else None,
         "max": max(delays) if delays else None,
         "per_s": len(first) / span if span > 0 else None,
+        "steady_per_s": steady_rate(sorted(first.values())),
         "statuses": dict(Counter(s for s, _ in statuses_now.values())),
     }
     if ops is not None:
@@ -312,7 +385,8 @@ def delivery_run(args, name, spec, work):
     with Vhost(args.management) as vhost, \
             Stack(work / name, vhost.uri, spec["instances"], env=env) as stack:
         event = make_event(stack)
-        due, first_due, took = schedule(stack, event, spec["count"], spec["window"], args.lead)
+        due, first_due, took = schedule(stack, event, spec["count"], spec["window"], args.lead,
+                                        direct=args.create == "direct")
         print(f"  {name}: {len(due)} reminders created in {took:.1f}s; due from "
               f"{datetime.fromtimestamp(first_due, timezone.utc):%H:%M:%S} over "
               f"{spec['window']:g}s", flush=True)
@@ -352,28 +426,40 @@ def profile(stack, directory, run, seconds):
             for name, pid in targets]
 
 
-def idle_run(args, work, seconds=20):
-    """Database queries per second of notifications + mailer with nothing due (a
-    reminder next week, so the scheduler has something to look forward to)."""
+COUNTER = Path(__file__).with_name("query_counter")  # its sitecustomize counts commands
+
+
+def idle_run(args, work, seconds=30):
+    """Database commands per second of each service process when nothing is due (a
+    few reminders next week, so the scheduler has something to look forward to),
+    counted inside each process by a pymongo CommandListener (query_counter/)."""
+    counts = work / "idle-counts"
+    counts.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(filter(None, [str(COUNTER), os.environ.get("PYTHONPATH")]))
     with Vhost(args.management) as vhost, \
-            Stack(work / "idle", vhost.uri, services=["users", "events", *SERVICES]) as stack:
+            Stack(work / "idle", vhost.uri,
+                  env={"PYTHONPATH": path, "QUERY_COUNT_DIR": str(counts)}) as stack:
         event = make_event(stack)
         schedule(stack, event, 5, 0, lead=7 * 24 * 3600)
-        time.sleep(5)  # settle: every timer and sweeper has run once
-        before, started = opcounters(stack), time.time()
+        time.sleep(10)  # settle: every timer and sweeper has run once
+        started = time.time()
         time.sleep(seconds)
-        rate = (opcounters(stack) - before) / (time.time() - started)
-        # the other services' own sweepers, measured alone
-        survivors = stack.sigkill(SERVICES)
-        assert survivors
-        time.sleep(2)
-        before, started = opcounters(stack), time.time()
-        time.sleep(seconds / 2)
-        others = (opcounters(stack) - before) / (time.time() - started)
-    ours = rate - others
-    print(f"  idle: {ours:.2f} queries/s from notifications + mailer "
-          f"({rate:.2f} in all, {others:.2f} from users + events)", flush=True)
-    return {"queries_per_s": ours}
+        ended = time.time()
+        names = {c.process.pid: c.name for c in stack.system.children if not c.infrastructure}
+    rates, commands = {}, {}
+    for log in counts.glob("*.log"):
+        name = names.get(int(log.stem))
+        if name is None:
+            continue
+        seen = [line.split() for line in log.read_text().splitlines()]
+        inside = [command for at, command in seen if started <= float(at) < ended]
+        rates[name] = len(inside) / (ended - started)
+        commands[name] = dict(Counter(inside))
+    for name in sorted(names.values()):
+        print(f"  idle: {name}: {rates.get(name, 0.0):.2f} database commands/s "
+              f"{commands.get(name, {})}", flush=True)
+    return {"per_process": {name: rates.get(name, 0.0) for name in names.values()},
+            "seconds": seconds}
 
 
 # faults (DESIGN.md, "Faults, on one machine"), each during a burst; ``inject``
@@ -441,7 +527,7 @@ FAULTS = {
 
 
 def fault_run(name, work, count=1000, inject_after=1.0, timeout=240, echo=print,
-              management=None, settle_timeout=90):
+              management=None, settle_timeout=90, direct=True):
     """One fault during a burst of ``count`` due in the same second; the report, with
     ``resumed_after``: seconds from lifting the fault to the next email."""
     spec = FAULTS[name]
@@ -462,7 +548,8 @@ def fault_run(name, work, count=1000, inject_after=1.0, timeout=240, echo=print,
                     stack.smtp.script(**spec["script"])
                 event = make_event(stack)
                 due, first_due, _ = schedule(stack, event, count, 0,
-                                             bouncing=spec.get("bouncing", 0))
+                                             bouncing=spec.get("bouncing", 0), echo=echo,
+                                             direct=direct)
                 time.sleep(max(0.0, first_due + inject_after - time.time()))
                 injected = time.time()
                 spec["inject"](stack, node)
@@ -503,13 +590,29 @@ def format_row(label, r):
     def seconds(value):
         return "-" if value is None else f"{value:.2f} s"
     per_s = "-" if r["per_s"] is None else f"{r['per_s']:.0f}/s"
+    steady = "-" if r.get("steady_per_s") is None else f"{r['steady_per_s']:.0f}/s"
+    load = "-" if "load" not in r else "{:.1f}-{:.1f}".format(*sorted(r["load"]))
     return (f"| {label} | {r['delivered']} | {r['duplicated']} | {r['lost']} | "
             f"{r['interrupted']} | {seconds(r['p50'])} | {seconds(r['p99'])} | "
-            f"{seconds(r['max'])} | {per_s} | {r.get('db_ops_per_reminder', 0):.1f} |")
+            f"{seconds(r['max'])} | {per_s} | {steady} | {r.get('not_final', 0)} | "
+            f"{r.get('db_ops_per_reminder') or 0:.1f} | {load} |")
 
 
 HEADER = ("| run | delivered | duplicated | lost | interrupted | delay p50 | delay p99 | "
-          "max | throughput | db ops/reminder |\n|---|---|---|---|---|---|---|---|---|---|")
+          "max | throughput | steady rate | still in flight | db ops/reminder | load (1 min) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def medians(results):
+    """Each figure's median over several rounds of one run (counts summed: a
+    duplicate or a loss in any round shows)."""
+    summed = ("reminders", "delivered", "duplicated", "lost", "interrupted", "not_final")
+    merged = {key: sum(r[key] for r in results) for key in summed}
+    for key in ("p50", "p99", "max", "per_s", "steady_per_s", "db_ops_per_reminder"):
+        values = [r[key] for r in results if r.get(key) is not None]
+        merged[key] = statistics.median(values) if values else None
+    merged["load"] = (min(r["load"][0] for r in results), max(r["load"][1] for r in results))
+    return merged
 
 
 def parse_instances(text):
@@ -522,8 +625,14 @@ def parse_instances(text):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", default="burst,burst-2x2,spread,idle",
+    parser.add_argument("--runs", default="burst,burst-2x2,spread,sustained,idle",
                         help=f"comma-separated, of {', '.join([*RUNS, 'idle'])}")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of each run; the table adds each figure's median")
+    parser.add_argument("--create", choices=["direct", "rpc"], default="direct",
+                        help="direct (default): the reminders are written by the service's "
+                             "create handler run here (create_direct); rpc: one "
+                             "notifications.create each, as the gateway does (slow)")
     parser.add_argument("--count", type=int, help="a custom run: reminders")
     parser.add_argument("--window", type=float, default=0.0,
                         help="a custom run: seconds over which they fall due")
@@ -552,7 +661,8 @@ def main():
         try:
             for name in names:
                 result = fault_run(name, work, count=args.count or 1000,
-                                   management=args.management)
+                                   management=args.management,
+                                   direct=args.create == "direct")
                 rows.append(format_fault_row(FAULTS[name]["label"], result))
                 print(f"  {name}: {rows[-1]} statuses {result['statuses']} "
                       f"smtp refusals {dict(result['refusals'])}", flush=True)
@@ -573,9 +683,20 @@ def main():
         else:
             runs = {name: RUNS[name] for name in args.runs.split(",") if name in RUNS}
         for name, spec in runs.items():
-            result = delivery_run(args, name, spec, work)
-            rows.append(format_row(spec["label"], result))
-            failed |= bool(result["duplicated"] or result["lost"])
+            results = []
+            for round_ in range(1, args.repeat + 1):
+                load = os.getloadavg()[0]
+                result = delivery_run(args, f"{name}-{round_}" if args.repeat > 1 else name,
+                                      spec, work)
+                result["load"] = (load, os.getloadavg()[0])
+                results.append(result)
+                rows.append(format_row(spec["label"] + (f", round {round_}" if args.repeat > 1
+                                                        else ""), result))
+                failed |= bool(result["duplicated"] or result["lost"]
+                               or result["not_final"])
+            if args.repeat > 1:
+                rows.append(format_row(f"**{spec['label']}: median of {args.repeat}**",
+                                       medians(results)))
         idle = idle_run(args, work) if "idle" in args.runs.split(",") and not args.count else None
     finally:
         if args.keep:
@@ -586,8 +707,9 @@ def main():
     print(HEADER)
     print("\n".join(rows))
     if idle:
-        print(f"\nnothing due: {idle['queries_per_s']:.2f} database queries/s from the "
-              "notifications and mailer processes together")
+        print(f"\nnothing due, database commands per second per process over "
+              f"{idle['seconds']} s: " + ", ".join(
+                  f"{name} {rate:.2f}" for name, rate in sorted(idle["per_process"].items())))
     sys.exit(1 if failed else 0)
 
 
