@@ -1,8 +1,9 @@
 """Reminder delivery benchmark: due reminders in, emails out; prints a table.
 
     python -m loadtests.reminders                       # the runs of issue 8, one table
-    python -m loadtests.reminders --runs burst,idle     # some of them
+    python -m loadtests.reminders --runs burst --repeat 3   # medians of 3 rounds
     python -m loadtests.reminders --count 300 --window 0 --instances notifications=2,mailer=2
+    python -m loadtests.reminders --faults all          # each fault during a burst
 
 Each run starts what it measures, isolated from anything else on the machine: the
 whole system as `invoke run` starts it (tools.system.System: every service, one
@@ -11,18 +12,24 @@ temporary folder) in a fresh RabbitMQ vhost (management API on RABBIT_MANAGEMENT
 default http://127.0.0.1:15672, guest/guest), mailing to an outside SMTP server
 (tests/support/smtp_faults.py, its own process, which logs each arrival).
 It creates one event over RPC (``events.create``), then ``--count`` reminders for 20
-users (``notifications.create``, what the gateway calls for POST /notifications)
-due evenly over ``--window`` seconds (0: all in the same second) starting after
-the time it took to create them, and records when each email arrives; its
+users a day ahead (by the service's create handler, or ``--create rpc``: one
+``notifications.create`` each), then writes their due times: evenly over
+``--window`` seconds (0: all in the same second), the first ``--lead`` seconds
+later (``schedule``). It records when each email arrives; its
 ``X-EventPost-Send-Key`` names the reminder.
 
-Per run: delivered (one email), duplicated (more than one), lost (none, and not
-``failed``), interrupted (``failed`` because a crash hit the SMTP hand-over: never
-resent, counted apart), delay after ``remind_at`` (SMTP arrival minus due time)
-p50 / p99 / max, throughput (emails over the time from the first due reminder to
-the last email), database operations per reminder. ``idle``: database queries per
-second of the notifications and mailer processes when nothing is due.
-Exits 1 if any reminder was duplicated or lost.
+Runs: ``burst`` (1,000 due in the same second), ``burst-2x2`` (the same with two
+notifications and two mailer processes), ``spread`` (10,000 over 100 s),
+``sustained`` (3,000 in the same second: the steady rate), ``idle``.
+Per run: delivered (one email), duplicated (more than one), lost (no email and a
+final status, or no reminder), interrupted (``failed`` because a crash hit the SMTP
+hand-over: never resent, counted apart), still in flight at the end, delay after
+``remind_at`` (SMTP arrival minus due time) p50 / p99 / max, throughput (emails over
+the time from the first due reminder to the last email), steady rate (between the
+10th and 90th percentile of arrivals), database operations per reminder, the load
+average before and after. ``idle``: database commands per second of each service
+process when nothing is due, counted inside each process (query_counter/).
+Exits 1 if any reminder was duplicated, lost or still in flight.
 """
 import eventlet
 
@@ -45,7 +52,7 @@ from urllib.parse import quote  # noqa: E402
 
 import requests  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
-from pymongo import MongoClient  # noqa: E402
+from pymongo import MongoClient, UpdateOne  # noqa: E402
 
 from tests.support.smtp_faults import SmtpFaults  # noqa: E402
 from tools.system import Child, System, free_port, live_group_members  # noqa: E402
@@ -184,21 +191,6 @@ def make_event(stack, title="Benchmark night"):
             "place": {"name": "Hall", "address": None, "lat": 52.5, "lng": 13.4}})
 
 
-def create_rate(stack, event, people, probe=100):
-    """Reminders created per second right now (the machine may be shared): ``probe``
-    reminders a day ahead, created as the run creates its own, then deleted."""
-    started = time.time()
-    remind_at = iso(utc_now() + timedelta(days=1))
-    with ClusterRpcProxy(stack.config, timeout=120) as rpc:
-        replies = [rpc.notifications.create.call_async(people[i % len(people)], {
-            "event_id": event["id"], "remind_at": remind_at}) for i in range(probe)]
-        created = [(people[i % len(people)], r.result()) for i, r in enumerate(replies)]
-        rate = probe / (time.time() - started)
-        for person, reminder in created:
-            rpc.notifications.delete(person["id"], reminder["id"])
-    return rate
-
-
 class create_direct(eventlet.GreenPool):
     """The notifications service's create handler (handlers.create), run here on the
     service's database: the same reminder documents as ``notifications.create``, at
@@ -218,58 +210,54 @@ class create_direct(eventlet.GreenPool):
         return self.handlers.create(self.db, user, fields, utc_now(), lambda _: self.event,
                                     refuse, refuse)
 
-    def rate(self, people, probe=100):
-        """Reminders created per second right now (``probe`` a day ahead, then deleted)."""
-        remind_at = iso(utc_now() + timedelta(days=1))
-        started = time.time()
-        created = list(self.imap(lambda person: self.one(person, {
-            "event_id": self.event["id"], "remind_at": remind_at}),
-            [people[i % len(people)] for i in range(probe)]))
-        rate = probe / (time.time() - started)
-        self.db["notifications"].delete_many({"_id": {"$in": [r["id"] for r in created]}})
-        return rate
-
 
 def schedule(stack, event, count, window, lead=None, users=USERS, bouncing=0, echo=print,
              direct=False):
-    """Create ``count`` reminders due over ``window`` seconds, the first ``lead`` seconds
-    from now (default: twice the time creating them should take at the rate measured
-    just before, plus 10 s); returns {send key: due unix time}, the first due time and
-    how long creating them took. ``direct``: written by the service's own create
-    handler from this process (``create_direct``) instead of one RPC each."""
+    """Create ``count`` reminders, then make them due over ``window`` seconds, the first
+    ``lead`` seconds later (default: 15 s, plus 1 s per 100 reminders); returns {send
+    key: due unix time}, the first due time and how long creating them took.
+
+    They are created a day ahead (``direct``: by the service's own create handler run
+    here, ``create_direct``; else one ``notifications.create`` RPC each), at whatever
+    pace the machine allows; then their due times are written into the service's
+    database in one go, as a PATCH of ``remind_at`` would (``rev`` bumped), in the
+    order they fall due. So the run's start does not depend on how long creating
+    them took, and nothing is being created while they are delivered."""
     # the first ``bouncing`` users' addresses are refused by a scripted SMTP server
     people = [{"id": f"bench-user-{n}", "username": f"bench{n}",
                "email": f"{'bounce' if n < bouncing else 'bench'}{n}@example.com",
                "secondary_emails": [], "role": "user", "created_at": iso(utc_now())}
               for n in range(users)]
-    if lead is None:
-        rate = (create_direct(stack, event).rate(people) if direct
-                else create_rate(stack, event, people))
-        lead = 10 + 2 * count / rate
-        echo(f"  creating reminders at {rate:.0f}/s{' (direct)' if direct else ''}: "
-             f"the first is due in {lead:.0f} s")
-    first_due = (utc_now() + timedelta(seconds=lead)).replace(microsecond=0)
-    step = window / max(1, count - 1)
-    due, started = {}, time.time()
+    parked = iso(utc_now() + timedelta(days=1))
+    ids, started = [], time.time()
     create = create_direct(stack, event) if direct else None
     with ClusterRpcProxy(stack.config, timeout=120) as rpc:
         for start in range(0, count, 100):
-            batch = [(people[i % users], {
-                "event_id": event["id"], "remind_at": iso(first_due + timedelta(seconds=i * step))})
-                for i in range(start, min(count, start + 100))]
+            batch = [(people[i % users], {"event_id": event["id"], "remind_at": parked})
+                     for i in range(start, min(count, start + 100))]
             if direct:
-                created = list(create.imap(lambda args: args[0](*args[1:]),
-                                           [(create.one, *b) for b in batch]))
+                created = list(create.imap(lambda args: create.one(*args), batch))
             else:
                 created = [reply.result() for reply in
                            [rpc.notifications.create.call_async(*b) for b in batch]]
-            for reminder in created:
-                due[f"reminder:{reminder['id']}:1"] = datetime.fromisoformat(
-                    reminder["remind_at"]).timestamp()
+            ids += [reminder["id"] for reminder in created]
     took = time.time() - started
-    if time.time() > first_due.timestamp():
-        raise SystemExit(f"creating {count} reminders took {took:.0f}s, more than the lead "
-                         f"({lead:.0f}s): pass --lead")
+    lead = lead if lead is not None else 15 + count / 100
+    first_due = (utc_now() + timedelta(seconds=lead)).replace(microsecond=0)
+    step = window / max(1, count - 1)
+    at = [first_due + timedelta(seconds=i * step) for i in range(count)]
+    reminders = stack.database("notifications")["notifications"]
+    for start in range(0, count, 200):
+        reminders.bulk_write([UpdateOne({"_id": ids[i], "status": "scheduled"},
+                                        {"$set": {"remind_at": at[i]}, "$inc": {"rev": 1}})
+                              for i in range(start, min(count, start + 200))], ordered=False)
+    if time.time() > first_due.timestamp():  # writing them would delay the first ones
+        raise SystemExit(f"writing the due times of {count} reminders took longer than "
+                         f"the lead ({lead:.0f} s): pass --lead")
+    echo(f"  {count} reminders created in {took:.0f} s"
+         f"{' (create handler)' if direct else ' (RPC)'}; due times written "
+         f"{first_due.timestamp() - time.time():.0f} s before the first one")
+    due = {f"reminder:{ids[i]}:1": at[i].timestamp() for i in range(count)}
     return due, first_due.timestamp(), took
 
 
@@ -387,7 +375,7 @@ def delivery_run(args, name, spec, work):
         event = make_event(stack)
         due, first_due, took = schedule(stack, event, spec["count"], spec["window"], args.lead,
                                         direct=args.create == "direct")
-        print(f"  {name}: {len(due)} reminders created in {took:.1f}s; due from "
+        print(f"  {name}: {len(due)} reminders due from "
               f"{datetime.fromtimestamp(first_due, timezone.utc):%H:%M:%S} over "
               f"{spec['window']:g}s", flush=True)
         time.sleep(max(0.0, first_due - time.time() - 2))
