@@ -10,17 +10,23 @@ changes. The lines are written here (escaping, CRLF, folding at 75 octets): the
 but writing 500 events through it takes ~10 times longer than this.
 """
 import hashlib
-from datetime import date, datetime, timezone
+from datetime import date, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from icalendar import Timezone
 from werkzeug.wrappers import Response
 
+from bus import times
+
 PRODUCT_ID = "-//EventPost//EventPost feed//EN"
 UID_DOMAIN = "eventpost"
 MEDIA_TYPE = "text/calendar; charset=utf-8"
 LINE_OCTETS = 75
+FEED_PAST = timedelta(days=30)  # a user's feed: events from this long ago on
+# A VTIMEZONE lists each change of offset; past this many years after the feed's
+# first event (a stray event in year 9000), calendar apps extend the last rules.
+ZONE_YEARS = 30
 
 
 def render(events, name, alarms=None, link=None):
@@ -28,13 +34,14 @@ def render(events, name, alarms=None, link=None):
     each; ``link(event)``: the URL of the event's page, or None."""
     years, lines = {}, []
     for event in events:
-        start_year = _time(event["starts_at"]).year
+        start_year = times.read(event["starts_at"]).year
         first, last = years.get(event["timezone"], (start_year, start_year))
         years[event["timezone"]] = (min(first, start_year), max(last, start_year))
         lines += _vevent(event, (alarms or {}).get(event["id"], ()), link)
     head = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODUCT_ID}", "CALSCALE:GREGORIAN",
             f"X-WR-CALNAME:{_text(name)}"]
-    zones = [_vtimezone(zone, *years[zone]) for zone in sorted(years)]
+    zones = [_vtimezone(zone, first, min(last, first + ZONE_YEARS))
+             for zone, (first, last) in sorted(years.items())]
     return b"".join([_content(head), *zones, _content(lines), b"END:VCALENDAR\r\n"])
 
 
@@ -125,18 +132,14 @@ def _text(value):
 
 
 def _utc(text):
-    return _stamp(_time(text).astimezone(timezone.utc)) + "Z"
+    return _stamp(times.read(text).astimezone(timezone.utc)) + "Z"
 
 
 def _local(text, zone):
-    return _stamp(_time(text).astimezone(zone))
+    return _stamp(times.read(text).astimezone(zone))
 
 
 def _stamp(moment):
     # not strftime: its %Y does not pad years before 1000 on every platform
     return (f"{moment.year:04d}{moment.month:02d}{moment.day:02d}"
             f"T{moment.hour:02d}{moment.minute:02d}{moment.second:02d}")
-
-
-def _time(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

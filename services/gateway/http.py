@@ -336,7 +336,10 @@ class HttpEntrypoint(HttpRequestHandler):
 
     server = JsonWebServer()
 
-    def __init__(self, method, url, expected_exceptions=DomainError, **kwargs):
+    def __init__(self, method, url, expected_exceptions=DomainError, body_optional=False,
+                 **kwargs):
+        # body_optional: a POST that takes no fields (a missing body reads as {})
+        self.body_optional = body_optional
         super().__init__(method, url, expected_exceptions=expected_exceptions, **kwargs)
 
     def setup(self):
@@ -361,7 +364,7 @@ class HttpEntrypoint(HttpRequestHandler):
         args, kwargs = super().get_entrypoint_parameters(request)
         body = read_json_object(request)
         if self.method in BODY_METHODS:
-            if body is None:
+            if body is None and not self.body_optional:
                 raise BadRequest("This request needs a JSON object body.")
             kwargs = dict(kwargs, body=body)
         return args, kwargs

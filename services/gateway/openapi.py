@@ -139,15 +139,25 @@ zone, `STATUS:CANCELLED` for a cancelled event. `ETag` on every answer; `If-None
 with it: 304."""
 
 
+MY_FEED_DESCRIPTION = """No body needed. Each call makes a new URL; the one before stops
+working (404). The URL is a secret: anyone who has it can read the feed."""
+USER_FEED_DESCRIPTION = """Every event the user has a `scheduled` or `sent` reminder for
+(or one its cancellation cancelled), from 30 days ago on, with one VALARM per scheduled
+reminder at its `remind_at`; a cancelled event has `STATUS:CANCELLED`. An unknown or
+replaced token: 404. `ETag` and 304 as for `/events.ics`."""
+
+
 def _feed_operation(summary, query, description):
     """A GET answering `text/calendar` (200, or 304 for a matching If-None-Match)."""
-    operation = _operation(summary, None, None, query, 200, None, [], description)
+    errors = [] if query is not None else [404]
+    operation = _operation(summary, None, None, query, 200, None, errors, description)
     operation["responses"]["200"]["content"] = {
         "text/calendar": {"schema": {"type": "string"}}}
     operation["responses"]["200"]["headers"] = {"ETag": {"schema": {"type": "string"}}}
     operation["responses"]["304"] = {"description": "Not modified (If-None-Match)"}
-    operation["parameters"].append({"name": "If-None-Match", "in": "header",
-                                    "required": False, "schema": {"type": "string"}})
+    operation.setdefault("parameters", []).append({
+        "name": "If-None-Match", "in": "header", "required": False,
+        "schema": {"type": "string"}})
     return operation
 
 
@@ -212,6 +222,12 @@ def build():
         paths.setdefault(path, {})[method] = _operation(*details)
     paths["/events.ics"] = {"get": _feed_operation("Search events, as a calendar feed",
                                                    schemas.EventFeed, FEED_DESCRIPTION)}
+    paths["/users/me/calendar"] = {"post": _operation(
+        "A new secret URL of the caller's calendar feed", "user", None, None, 201,
+        schemas.CalendarFeedUrl, [], MY_FEED_DESCRIPTION)}
+    paths["/calendar/{token}.ics"] = {"get": _feed_operation(
+        "A user's calendar feed (the token is the key: no auth header)", None,
+        USER_FEED_DESCRIPTION)}
     for path, operations in paths.items():
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -361,6 +361,10 @@ def load_query(schema, args):
 
 # --- resources (responses) -----------------------------------------------------------
 
+class CalendarFeedUrl(Schema):
+    url = fields.String(metadata={"description": "<PUBLIC_URL>/calendar/<token>.ics"})
+
+
 class User(Schema):
     id = fields.String()
     username = fields.String()

@@ -11,10 +11,14 @@ import json
 import logging
 
 import eventlet
+from nameko.dependency_providers import Config
 
+from bus import times
+from bus.config import public_url
 from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
 from bus.logs import CallContext
+from bus.messages import utc_now
 from services.gateway import calendar, openapi, web
 from services.gateway.feed import ReadModels
 from services.gateway.http import Auth, WorkerPool, error_body, http, json_body_response
@@ -49,6 +53,7 @@ class GatewayService(web.WebApp):
     name = "gateway"
 
     context = CallContext()
+    config = Config()
     consul = ConsulRegistration(address_setting="WEB_SERVER_ADDRESS")
     workers = WorkerPool()
     read_models = ReadModels()
@@ -123,6 +128,44 @@ class GatewayService(web.WebApp):
         user = self.auth.user(request)
         self.users.delete(user["id"])
         self.read_models.accounts.remove(user["id"])  # its tokens stop working here at once
+
+    @http("POST", "/users/me/calendar", body_optional=True)
+    def new_calendar_feed(self, request, body):
+        user = self.auth.user(request)
+        token = self.notifications.new_calendar_feed(user["id"])
+        return 201, {"Cache-Control": "no-store"}, {
+            "url": f"{public_url(self.config)}/calendar/{token}.ics"}
+
+    @http("GET", "/calendar/<token>.ics")
+    def calendar_feed(self, request, token):
+        """The user's reminders' events; no auth header: the token is the key."""
+        feed = self.notifications.calendar_feed(token)
+        since = times.shift(utc_now(), -calendar.FEED_PAST)
+        events, alarms = {}, {}
+        for reminder in feed["reminders"]:
+            event_id = reminder["event_id"]
+            if event_id not in events:
+                events[event_id] = self._event_or_none(event_id)
+            if reminder["status"] == "scheduled":
+                alarms.setdefault(event_id, []).append((reminder["remind_at"],
+                                                        reminder["subject"]))
+        shown = sorted((e for e in events.values()
+                        if e is not None and times.read(e["starts_at"]) >= since),
+                       key=lambda e: (e["starts_at"], e["id"]))
+        return calendar.response(request, calendar.render(shown, "EventPost reminders",
+                                                          alarms=alarms))
+
+    def _event_or_none(self, event_id):
+        """The event from the read model, else the write side; None once deleted."""
+        body = self.read_models.events.get(event_id)
+        if body is GONE:
+            return None
+        if body is not None:
+            return json.loads(body)
+        try:
+            return self.events.get(event_id)
+        except NotFound:
+            return None
 
     # --- events -------------------------------------------------------------------
 

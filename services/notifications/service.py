@@ -18,14 +18,19 @@ from bus.mongo import Mongo, database_health
 from bus.outbox import Outbox
 from bus.reliable import subscribe
 
-from . import handlers, scheduler, storage
+from . import feeds, handlers, scheduler, storage
 from .handlers import parse_time
+
+
+def prepare_database(db):
+    storage.ensure_indexes(db)
+    feeds.ensure_indexes(db)
 
 
 class NotificationsService:
     name = "notifications"
 
-    db = Mongo(prepare=storage.ensure_indexes)
+    db = Mongo(prepare=prepare_database)
     health = database_health
     outbox = Outbox([storage.NOTICES])
     announce = Announcer()  # reminder_due: the reminders' lease covers a lost message
@@ -73,6 +78,14 @@ class NotificationsService:
     def delete(self, user_id, notification_id):
         handlers.delete(self.db, user_id, notification_id)
 
+    @rpc
+    def new_calendar_feed(self, user_id):
+        return feeds.new_feed(self.db, user_id, utc_now())
+
+    @rpc
+    def calendar_feed(self, token):
+        return feeds.feed(self.db, token)
+
     # the scheduler: fires on every instance (claims are atomic); a tick with nothing
     # due asks the database nothing (scheduler.Clock)
 
@@ -106,6 +119,7 @@ class NotificationsService:
     @subscribe("users", "user_deleted")
     def on_user_deleted(self, message):
         handlers.on_user_deleted(self.db, message, utc_now(), self._withdraw)
+        feeds.forget(self.db, message["data"]["user_id"])
 
     @subscribe("mailer", "delivery_report")
     def on_delivery_report(self, message):

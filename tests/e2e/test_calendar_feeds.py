@@ -1,11 +1,14 @@
-"""API.md v1.1, "Calendar feeds (ICS)": `GET /events.ics`, parsed by the icalendar package."""
+"""API.md v1.1, "Calendar feeds (ICS)": `GET /events.ics` and a user's secret feed, each
+parsed by the icalendar package."""
 import uuid
 from datetime import datetime
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar
 
-from tests.e2e.helpers import assert_error
+from tests.e2e.helpers import assert_error, login, new_account
+from tests.support.waiting import wait_for
 
 
 def a_topic():
@@ -121,3 +124,82 @@ def test_bad_feed_parameters_are_422_naming_the_field(http):
                  ["limit"])
     assert_error(http.get("/events.ics", params={"near": "91,0"}), 422, "validation_error",
                  ["near"])
+
+
+# --- a user's secret feed ---------------------------------------------------------------
+
+def remind(http, headers, event, **when):
+    response = http.post("/notifications", json={"event_id": event["id"], **when},
+                         headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def my_feed(http, url, **kwargs):
+    return http.get(urlsplit(url).path, **kwargs)  # no Authorization: the token is the key
+
+
+def test_my_feed_has_my_reminders_events_with_one_alarm_each(http, admin_headers, system):
+    topic = a_topic()
+    concert = create(http, admin_headers, topic=topic, starts_at="2031-11-02T20:00:00+01:00")
+    talk = create(http, admin_headers, topic=topic, starts_at="2031-11-03T18:00:00+01:00",
+                  timezone="UTC")
+    others = create(http, admin_headers, topic=topic)
+    me, other = new_account(), new_account()
+    for account in (me, other):
+        assert http.post("/users", json=account).status_code == 201
+    mine, theirs = login(http, me), login(http, other)
+    early = remind(http, mine, concert, remind_at="2031-11-01T09:00:00Z", subject="Buy tickets")
+    remind(http, mine, concert, before_minutes=60)
+    remind(http, mine, talk, before_minutes=30)
+    remind(http, theirs, others, before_minutes=10)
+
+    created = http.post("/users/me/calendar", headers=mine)
+    assert created.status_code == 201, created.text
+    url = created.json()["url"]
+    assert url.startswith(system.base_url.rstrip("/") + "/calendar/") and url.endswith(".ics")
+    assert http.post("/users/me/calendar").status_code == 401
+
+    response = my_feed(http, url)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith(
+        "text/calendar")
+    parsed = Calendar.from_ical(response.content)
+    events = {str(e["UID"]).split("@")[0]: e for e in parsed.walk("VEVENT")}
+    assert set(events) == {concert["id"], talk["id"]}  # never another user's
+    alarms = events[concert["id"]].walk("VALARM")
+    assert sorted(a.decoded("TRIGGER").isoformat() for a in alarms) == [
+        "2031-11-01T09:00:00+00:00", "2031-11-02T18:00:00+00:00"]
+    assert "Buy tickets" in {str(a["DESCRIPTION"]) for a in alarms}
+    assert events[talk["id"]]["DTSTART"].params["TZID"] == "UTC"
+    assert [str(z["TZID"]) for z in parsed.walk("VTIMEZONE")] == ["Europe/Madrid", "UTC"]
+    cached = my_feed(http, url, headers={"If-None-Match": response.headers["ETag"]})
+    assert cached.status_code == 304
+
+    # the event is cancelled: it stays in the feed, marked, without its alarms
+    assert http.patch(f"/events/{concert['id']}", json={"status": "cancelled"},
+                      headers=admin_headers).status_code == 200
+
+    def concert_cancelled():
+        feed = Calendar.from_ical(my_feed(http, url).content)
+        vevent = next(e for e in feed.walk("VEVENT") if str(e["UID"]).startswith(concert["id"]))
+        return str(vevent["STATUS"]) == "CANCELLED" and not vevent.walk("VALARM")
+
+    assert wait_for(concert_cancelled, timeout=10)
+    assert http.get(f"/notifications/{early['id']}", headers=mine).json()["status"] == \
+        "cancelled"
+
+
+def test_a_new_url_revokes_the_old_one_and_unknown_tokens_are_404(http):
+    me = new_account()
+    assert http.post("/users", json=me).status_code == 201
+    headers = login(http, me)
+    first = http.post("/users/me/calendar", headers=headers).json()["url"]
+    second = http.post("/users/me/calendar", headers=headers).json()["url"]
+    assert first != second
+    assert_error(my_feed(http, first), 404, "not_found")
+    assert my_feed(http, second).status_code == 200
+    assert_error(http.get("/calendar/not-a-token.ics"), 404, "not_found")
+    assert_error(http.get("/calendar/" + "x" * 500 + ".ics"), 404, "not_found")
+
+    assert http.delete("/users/me", headers=headers).status_code == 204
+    assert wait_for(lambda: my_feed(http, second).status_code == 404, timeout=10)

@@ -88,7 +88,8 @@ def test_admin_routes_document_403_and_public_ones_need_no_token():
              ("delete", "/events/{event_id}")}
     public = {("get", "/health"), ("get", "/openapi.json"), ("post", "/users"),
               ("post", "/auth/token"), ("get", "/events"), ("get", "/events/{event_id}"),
-              ("get", "/events.ics"), ("get", "/"), ("get", "/web/{name}")}
+              ("get", "/events.ics"), ("get", "/calendar/{token}.ics"), ("get", "/"),
+              ("get", "/web/{name}")}
     for method, path, operation in operations(document):
         assert ("403" in operation["responses"]) == ((method, path) in admin)
         assert ("security" not in operation) == ((method, path) in public)
