@@ -51,6 +51,11 @@ def test_every_page(browser, system, http, admin, admin_headers):
 
     browser.open(f"/?topic={topic}")
     browser.wait_for_text(".event-list", "Folk night 2")
+    feed = browser.find("a.feed").get_attribute("href")
+    assert f"/events.ics?topic={topic}" in feed
+    calendar = http.get(feed)
+    assert calendar.headers["Content-Type"].startswith("text/calendar")
+    assert calendar.text.count("BEGIN:VEVENT") == 4
     _check(browser, "discover")
 
     browser.open("/signup")
@@ -79,6 +84,14 @@ def test_every_page(browser, system, http, admin, admin_headers):
     browser.click_button("Edit", within=".reminder")
     browser.wait_for(".edit-reminder")
     _check(browser, "reminders")
+    browser.fill("message", "Bring the fiddle.", within=".edit-reminder")
+    browser.click_button("Save", within=".edit-reminder")
+    browser.wait_for_text("#flash", "Reminder saved")
+    browser.wait_for_text(".reminder .note", "Bring the fiddle.")
+    browser.click_button("Delete", within=".reminder")
+    browser.click_button("Yes, delete it", within=".reminder")
+    browser.wait_for_text("#flash", "Reminder deleted")
+    browser.wait_for_text("#main", "No reminders yet")
 
     browser.go("/account")
     secondary = f"second.{account['username']}@example.org"
@@ -89,7 +102,12 @@ def test_every_page(browser, system, http, admin, admin_headers):
     _check(browser, "account")
     browser.click_button("Make primary")
     browser.wait_for_text("#flash", "is now your primary email")
-    assert http.get("/users/me", headers=_bearer(http, account)).json()["email"] == secondary
+    headers = _bearer(http, account)
+    assert http.get("/users/me", headers=headers).json()["email"] == secondary
+    browser.click_button("Delete my account")
+    browser.click_button("Yes, delete my account")
+    browser.wait_for_text("#flash", "Your account is deleted")
+    assert http.get("/users/me", headers=headers).status_code == 401
 
     browser.sign_in(admin)
     browser.go("/admin/new")

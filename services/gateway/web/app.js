@@ -90,6 +90,7 @@ async function route() {
     }
     const params = found[0].exec(path).slice(1).map(decodeURIComponent);
     const page = await found[1]();
+    if (page !== discover) await ready; // discover needs no account: it does not wait
     if (mine !== generation) return; // the reader moved on meanwhile
     main.replaceChildren();
     await page.render(main, params, query);
@@ -128,4 +129,5 @@ window.addEventListener("hashchange", () => {
 });
 
 lastPath = currentPath()[0];
-session.refresh().finally(route);
+const ready = session.refresh().catch(() => null);
+route();

@@ -76,3 +76,15 @@ def test_every_file_is_served_and_nothing_outside_the_folder():
     for name in ("../web.py", "/etc/passwd", "vendor/../../web.py", "nope.js"):
         with pytest.raises(NotFound):
             files.response(request(), name)
+
+
+def test_setup_cfg_ships_every_file_of_the_web_app():
+    """A non-editable install (wheel, Docker image) carries what package_data names."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(WEB_DIR.parents[2] / "setup.cfg")
+    patterns = config["options.package_data"]["services.gateway"].split()
+    package = WEB_DIR.parent
+    shipped = {p for pattern in patterns for p in package.glob(pattern) if p.is_file()}
+    assert shipped == {p for p in WEB_DIR.rglob("*") if p.is_file()}

@@ -4,6 +4,7 @@
 import { api } from "../api.js";
 import { flash, go, requireUser, session } from "../app.js";
 import { busy, clearErrors, confirmButton, field, formValues, h, replace, showErrors } from "../dom.js";
+import { createMap } from "../map.js";
 import { isoToWall, viewerZone, wallToIso, zones } from "../time.js";
 
 // The form's values -> the API's writable fields. Empty text is sent as typed, so
@@ -48,6 +49,7 @@ export async function render(main, params) {
   const event = eventId ? await api.get(`/events/${encodeURIComponent(eventId)}`) : null;
   const zone = event?.timezone || viewerZone;
   const place = event?.place || {};
+  const mapBox = h("div", { class: "map editor-map" });
   const form = h("form", { class: "editor", novalidate: true },
     field("title", "Title", { value: event?.title, required: true, maxlength: "120" }),
     field("description", "Description", { kind: "textarea", rows: "5", value: event?.description }),
@@ -63,7 +65,8 @@ export async function render(main, params) {
       field("place_address", "Address", { value: place.address }),
       h("div", { class: "pair" },
         field("place_lat", "Latitude", { value: place.lat, inputmode: "decimal", hint: "-90 to 90" }),
-        field("place_lng", "Longitude", { value: place.lng, inputmode: "decimal", hint: "-180 to 180" }))),
+        field("place_lng", "Longitude", { value: place.lng, inputmode: "decimal", hint: "-180 to 180" })),
+      mapBox),
     field("organizer", "Organizer (optional)", { value: event?.organizer }),
     h("div", { class: "actions" }, h("button", { type: "submit" }, event ? "Save changes" : "Create event")));
 
@@ -103,4 +106,16 @@ export async function render(main, params) {
       }))) : null;
 
   replace(main, h("h1", {}, event ? `Edit: ${event.title}` : "New event"), form, lifecycle);
+
+  // a click on the map fills the coordinates (they can be typed as well)
+  const known = event?.place ? [event.place.lat, event.place.lng] : null;
+  const map = createMap(mapBox, { label: "Map: click to set the place's coordinates", center: known || [20, 0], zoom: known ? 13 : 2 });
+  const pin = window.L.circleMarker(known || [0, 0], { radius: 8, color: "#0b3d91", fillColor: "#d9480f", fillOpacity: 0.9 });
+  if (known) pin.addTo(map);
+  map.on("click", (e) => {
+    const lng = window.L.Util.wrapNum(e.latlng.lng, [-180, 180], true);
+    form.elements.place_lat.value = e.latlng.lat.toFixed(5);
+    form.elements.place_lng.value = lng.toFixed(5);
+    pin.setLatLng(e.latlng).addTo(map);
+  });
 }

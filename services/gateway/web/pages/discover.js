@@ -62,12 +62,13 @@ export async function render(main, _params, urlQuery) {
   const status = h("p", { class: "result-status", role: "status", "aria-live": "polite" });
   const list = h("ol", { class: "event-list", "aria-label": "Events" });
   const more = h("button", { type: "button", class: "secondary more", hidden: true }, "More events");
+  const feed = h("a", { class: "feed", href: "/events.ics" }, "These results as a calendar (.ics)");
   const mapBox = h("div", { class: "map discover-map" });
   replace(main,
     h("h1", {}, "Discover events"),
     form,
     h("div", { class: "discover" },
-      h("section", { class: "results", "aria-label": "Results" }, status, list, more),
+      h("section", { class: "results", "aria-label": "Results" }, status, h("p", { class: "feed-line" }, feed), list, more),
       h("section", { class: "map-column", "aria-label": "Map of the results" }, mapBox)));
 
   const map = createMap(mapBox, { label: "Map of the events found; click to search near a point" });
@@ -103,6 +104,8 @@ export async function render(main, _params, urlQuery) {
         }
       }
       cursor = page.next_cursor;
+      const { limit: _pageSize, ...filters } = params; // the server's feed: same search, <= 500
+      feed.href = `/events.ics${query(filters)}`;
       more.hidden = !cursor;
       const count = list.children.length;
       status.textContent = count ? `${count} event${count === 1 ? "" : "s"}${cursor ? ", more below" : ""}.`
