@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventlet.semaphore import Semaphore
 
+from bus import ical
+
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_SENDER = "EventPost <no-reply@eventpost.localhost>"
 SEND_KEY_HEADER = "X-EventPost-Send-Key"
@@ -215,29 +217,7 @@ def welcome_email(user, send_key, sender=DEFAULT_SENDER, now=None):
                     now=now)
 
 
-# .ics (RFC 5545)
-
-def _ics_text(value):
-    return (str(value).replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-            .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n"))
-
-
-def _ics_time(moment):
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _fold(line):
-    """Lines longer than 75 octets continue on the next line after a space."""
-    data, parts = line.encode(), []
-    while len(data) > 75:
-        cut = 75 if not parts else 74
-        while cut and (data[cut] & 0xC0) == 0x80:  # do not split a UTF-8 character
-            cut -= 1
-        parts.append(data[:cut])
-        data = data[cut:]
-    parts.append(data)
-    return b"\r\n ".join(parts).decode()
-
+# .ics (RFC 5545): the lines as bus.ical writes every calendar
 
 def calendar(event, now=None):
     start = _time(event["starts_at"])
@@ -247,19 +227,19 @@ def calendar(event, now=None):
         "METHOD:PUBLISH", "BEGIN:VEVENT",
         f"UID:{event['id']}@eventpost",
         f"SEQUENCE:{int(event.get('version') or 1)}",
-        f"DTSTAMP:{_ics_time(now or datetime.now(timezone.utc))}",
-        f"DTSTART:{_ics_time(start)}",
-        f"DTEND:{_ics_time(end)}",
-        f"SUMMARY:{_ics_text(event['title'])}",
+        f"DTSTAMP:{ical.utc_stamp(now or datetime.now(timezone.utc))}",
+        f"DTSTART:{ical.utc_stamp(start)}",
+        f"DTEND:{ical.utc_stamp(end)}",
+        f"SUMMARY:{ical.text(event['title'])}",
     ]
     if event.get("description"):
-        lines.append(f"DESCRIPTION:{_ics_text(event['description'])}")
+        lines.append(f"DESCRIPTION:{ical.text(event['description'])}")
     place = event.get("place")
     if place:
-        lines.append(f"LOCATION:{_ics_text(place_line(event))}")
+        lines.append(f"LOCATION:{ical.text(place_line(event))}")
         lines.append(f"GEO:{float(place['lat']):.6f};{float(place['lng']):.6f}")
     lines += ["END:VEVENT", "END:VCALENDAR"]
-    return "\r\n".join(_fold(line) for line in lines) + "\r\n"
+    return ical.content(lines).decode()
 
 
 # sending
