@@ -48,6 +48,11 @@ class Conflict(DomainError):
 
 
 @deserialize_to_instance
+class Gone(DomainError):
+    status, code = 410, "gone"
+
+
+@deserialize_to_instance
 class ValidationError(DomainError):
     """``details`` maps each bad field to a list of messages."""
 

@@ -330,16 +330,20 @@ class HttpEntrypoint(HttpRequestHandler):
     """``@http(method, url)``: a route whose worker returns JSON-able values.
 
     POST/PUT/PATCH routes receive the parsed body as ``body``; a request with a
-    body on any route must be JSON (object, <= 64 KiB). A route returns a payload
-    (200), ``(status, payload)``, ``(status, headers, payload)``, or None (204).
+    body on any route must be JSON (object, <= 64 KiB). ``body="optional"``: a POST
+    that takes no fields (no body reads as None); ``body="ignored"``: the body is not
+    read at all (the form posts of one-click links). A route returns a payload (200),
+    ``(status, payload)``, ``(status, headers, payload)``, a Response, or None (204).
     """
 
     server = JsonWebServer()
+    BODIES = ("required", "optional", "ignored")
 
-    def __init__(self, method, url, expected_exceptions=DomainError, body_optional=False,
+    def __init__(self, method, url, expected_exceptions=DomainError, body="required",
                  **kwargs):
-        # body_optional: a POST that takes no fields (a missing body reads as {})
-        self.body_optional = body_optional
+        if body not in self.BODIES:
+            raise ValueError(f"body must be one of {self.BODIES}")
+        self.body = body
         super().__init__(method, url, expected_exceptions=expected_exceptions, **kwargs)
 
     def setup(self):
@@ -349,7 +353,7 @@ class HttpEntrypoint(HttpRequestHandler):
         rule = Rule(self.url)
         Map([rule])  # a rule learns its arguments when a map compiles it
         names = {"request", *rule.arguments}
-        if self.method in BODY_METHODS:
+        if self.method in BODY_METHODS and self.body != "ignored":
             names.add("body")
         fn = getattr(self.container.service_cls, self.method_name)
         try:
@@ -362,9 +366,11 @@ class HttpEntrypoint(HttpRequestHandler):
 
     def get_entrypoint_parameters(self, request):
         args, kwargs = super().get_entrypoint_parameters(request)
+        if self.body == "ignored":
+            return args, kwargs
         body = read_json_object(request)
         if self.method in BODY_METHODS:
-            if body is None and not self.body_optional:
+            if body is None and self.body == "required":
                 raise BadRequest("This request needs a JSON object body.")
             kwargs = dict(kwargs, body=body)
         return args, kwargs

@@ -44,6 +44,7 @@ ERRORS = {
     404: ("NotFound", "No such resource (a malformed id is the same as an unknown one)."),
     405: ("MethodNotAllowed", "The resource does not support this method (see Allow)."),
     409: ("Conflict", "The change conflicts with the resource's state."),
+    410: ("Gone", "The link has expired (links work for 30 days)."),
     413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes."),
     414: ("UriTooLong", f"The request line is over {MAX_REQUEST_LINE} bytes."),
     422: ("ValidationError", "`details` maps each bad field to a list of messages."),
@@ -147,6 +148,31 @@ reminder at its `remind_at`; a cancelled event has `STATUS:CANCELLED`. An unknow
 replaced token: 404. `ETag` and 304 as for `/events.ics`."""
 
 
+LINK_DESCRIPTION = """A one-click link from an email: snooze the reminder for 1 hour or 1
+day, or cancel it. The token is signed, does that one thing to that one reminder, and
+expires after 30 days (410). An unknown or altered token: 404. A used snooze link
+does nothing the second time (200, and says so)."""
+
+
+def _link_operations():
+    """GET shows a page with one button; POST (the button, or RFC 8058's one-click
+    unsubscribe: its form body is not read) acts."""
+    get = _operation("What a one-click link will do (HTML)", None, None, None, 200, None,
+                     [404, 410], LINK_DESCRIPTION)
+    get["responses"]["200"]["content"] = {"text/html": {"schema": {"type": "string"}}}
+    post = _operation("Do what a one-click link says", None, None, None, 200, None,
+                      [404, 409, 410], LINK_DESCRIPTION + " HTML, or JSON with "
+                      "`Accept: application/json`.")
+    post["responses"]["200"]["content"] = {
+        "text/html": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "object", "properties": {
+            "action": {"type": "string"}, "done": {"type": "boolean"},
+            "message": {"type": "string"},
+            "notification": {"$ref": "#/components/schemas/Notification"}}}},
+    }
+    return {"get": get, "post": post}
+
+
 def _feed_operation(summary, query, description):
     """A GET answering `text/calendar` (200, or 304 for a matching If-None-Match)."""
     errors = [] if query is not None else [404]
@@ -222,6 +248,7 @@ def build():
         paths.setdefault(path, {})[method] = _operation(*details)
     paths["/events.ics"] = {"get": _feed_operation("Search events, as a calendar feed",
                                                    schemas.EventFeed, FEED_DESCRIPTION)}
+    paths["/links/{token}"] = _link_operations()
     paths["/users/me/calendar"] = {"post": _operation(
         "A new secret URL of the caller's calendar feed", "user", None, None, 201,
         schemas.CalendarFeedUrl, [], MY_FEED_DESCRIPTION)}

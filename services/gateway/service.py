@@ -13,13 +13,13 @@ import logging
 import eventlet
 from nameko.dependency_providers import Config
 
-from bus import times
-from bus.config import public_url
+from bus import links, times
+from bus.config import public_url, setting
 from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
 from bus.logs import CallContext
 from bus.messages import utc_now
-from services.gateway import calendar, openapi, web
+from services.gateway import calendar, link_pages, openapi, web
 from services.gateway.feed import ReadModels
 from services.gateway.http import Auth, WorkerPool, error_body, http, json_body_response
 from services.gateway.read_models import GONE
@@ -129,7 +129,7 @@ class GatewayService(web.WebApp):
         self.users.delete(user["id"])
         self.read_models.accounts.remove(user["id"])  # its tokens stop working here at once
 
-    @http("POST", "/users/me/calendar", body_optional=True)
+    @http("POST", "/users/me/calendar", body="optional")
     def new_calendar_feed(self, request, body):
         user = self.auth.user(request)
         token = self.notifications.new_calendar_feed(user["id"])
@@ -166,6 +166,22 @@ class GatewayService(web.WebApp):
             return self.events.get(event_id)
         except NotFound:
             return None
+
+    # --- one-click links in emails (bus.links, link_pages.py) ----------------------
+
+    @http("GET", "/links/<token>")
+    def link_page(self, request, token):
+        link = links.verify(setting(self.config, "JWT_SECRET"), token, utc_now())
+        reminder = self.notifications.get(link["sub"], link["tgt"])
+        return link_pages.confirm(self.web.headers, link, reminder, request.path)
+
+    @http("POST", "/links/<token>", body="ignored")
+    def follow_link(self, request, token):
+        link = links.verify(setting(self.config, "JWT_SECRET"), token, utc_now())
+        result = self.notifications.follow_link(link["sub"], link["tgt"], link["act"],
+                                                link.get("arm"))
+        wants_json = request.accept_mimetypes.best == "application/json"
+        return link_pages.outcome(self.web.headers, link, result, wants_json)
 
     # --- events -------------------------------------------------------------------
 

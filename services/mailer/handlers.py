@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import eventlet
 from pymongo.errors import PyMongoError
 
+from bus import links
 from bus.errors import ValidationError
 from bus.messages import iso
 
@@ -55,8 +56,24 @@ class Mail:
     outcome: dict = field(default=None, repr=False)
 
 
-def reminders(data, sender, now=None):
-    """The Mails of a ``reminder_due`` batch (bus.messages)."""
+def reminder_links(secret, public_url, now):
+    """``links_of(item)``: the one-click links (bus.links) of a ``reminder_due`` item,
+    {action: URL}; None without a signing secret, or for an item that does not say
+    whose reminder it is and which arm (one from before links existed)."""
+    def links_of(item):
+        user_id, arm = item.get("user_id"), item.get("arm")
+        if not secret or not isinstance(user_id, str) or not isinstance(arm, int):
+            return None
+        reminder_id = item["notification"]["id"]
+        return {action: links.url(public_url, links.sign(secret, action, user_id, reminder_id,
+                                                         now, arm=arm))
+                for action in links.REMINDER_ACTIONS}
+    return links_of
+
+
+def reminders(data, sender, now=None, links=None):
+    """The Mails of a ``reminder_due`` batch (bus.messages); ``links``: reminder_links'
+    function, or None for emails without one-click links."""
     events = data.get("events") if isinstance(data.get("events"), dict) else {}
     mails = []
     for item in data.get("reminders") or []:
@@ -70,8 +87,10 @@ def reminders(data, sender, now=None):
             continue
         event = events.get(item.get("event_id")) or {}
 
-        def write(notification=notification, event=event, key=key):
-            return smtp.reminder_email(notification, event, key, sender, now)
+        urls = links(item) if links is not None else None
+
+        def write(notification=notification, event=event, key=key, urls=urls):
+            return smtp.reminder_email(notification, event, key, sender, now, urls)
 
         mails.append(Mail(key, "reminder", notification_id, write, attempt))
     return mails

@@ -4,6 +4,7 @@ from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 
 from bus.announce import Announcer
+from bus.config import public_url, setting
 from bus.consul import ConsulRegistration
 from bus.logs import CallContext
 from bus.messages import utc_now
@@ -29,7 +30,10 @@ class MailerService:
     def on_reminder_due(self, message):
         # a transient failure comes back as "deferred": the notifications service
         # hands the reminder over again later, with backoff
-        handlers.deliver(self.post, handlers.reminders(message["data"], self.post.sender))
+        links = handlers.reminder_links(setting(self.config, "JWT_SECRET"),
+                                        public_url(self.config), utc_now())
+        handlers.deliver(self.post, handlers.reminders(message["data"], self.post.sender,
+                                                       links=links))
 
     @subscribe("users", "user_registered")
     def on_user_registered(self, message):

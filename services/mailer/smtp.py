@@ -138,7 +138,8 @@ def _multipart(subtype, boundary, parts):
             + body + mark + b"--\r\n")
 
 
-def _message(sender, to, subject, send_key, text, html_body, attachment=None, now=None):
+def _message(sender, to, subject, send_key, text, html_body, attachment=None, now=None,
+             extra_headers=""):
     """The whole message: RFC 5322 headers (Date, From, To, Subject, Message-ID) and
     a multipart body (text + HTML, and the calendar invitation if there is one)."""
     from_header, sender_address = _sender_header(sender)
@@ -153,6 +154,7 @@ def _message(sender, to, subject, send_key, text, html_body, attachment=None, no
         # a mail could go out twice (handlers.py) the receiving client can tell.
         + f"Message-ID: <{digest[:40]}@eventpost>\r\n"
         + _header(SEND_KEY_HEADER, send_key)
+        + extra_headers
         + "MIME-Version: 1.0\r\n"
     )
     body = _multipart("alternative", f"==alt-{digest[:16]}==",
@@ -179,8 +181,14 @@ def _written(build):
     return write
 
 
+LINK_LABELS = {"snooze_hour": "Snooze 1 hour", "snooze_day": "Snooze 1 day",
+               "cancel": "Cancel this reminder"}
+
+
 @_written
-def reminder_email(notification, event, send_key, sender=DEFAULT_SENDER, now=None):
+def reminder_email(notification, event, send_key, sender=DEFAULT_SENDER, now=None,
+                   links=None):
+    """``links``: {action: URL} of the one-click links (bus.links), or None."""
     message = notification.get("message")
     values = {
         "title": one_line(event["title"]),
@@ -188,13 +196,24 @@ def reminder_email(notification, event, send_key, sender=DEFAULT_SENDER, now=Non
         "place": place_line(event),
         "email": notification["email"],
         "message_block": f"\n{message}\n" if message else "",
+        "links_block": "".join(f"{LINK_LABELS[action]}: {url}\n"
+                               for action, url in (links or {}).items()),
     }
     html_message = (f'<p style="white-space: pre-wrap">{html.escape(message)}</p>'
                     if message else "")
-    text, html_body = _both("reminder", values, {"message_block": html_message})
+    html_links = " &middot; ".join(
+        f'<a href="{html.escape(url)}">{LINK_LABELS[action]}</a>'
+        for action, url in (links or {}).items())
+    text, html_body = _both("reminder", values, {
+        "message_block": html_message,
+        "links_block": f"<p>{html_links}</p>" if html_links else ""})
     attachment = ("event.ics", calendar(event, now), '; method="PUBLISH"')
+    # RFC 8058: mail clients offer "unsubscribe", which POSTs to the cancel link
+    unsubscribe = (_header("List-Unsubscribe", f"<{links['cancel']}>")
+                   + "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+                   if links and "cancel" in links else "")
     return _message(sender, notification["email"], notification["subject"], send_key,
-                    text, html_body, attachment, now)
+                    text, html_body, attachment, now, unsubscribe)
 
 
 @_written

@@ -34,6 +34,7 @@ NOT_YOURS = "Not one of your account's emails."
 DEAD_EVENT = "Unknown or cancelled event."
 RETRIES = 5  # attempts of an event follow-up's compare-and-set before it logs and gives up
 MAX_DEFERRAL_SECONDS = 10
+SNOOZE_LINKS = {"snooze_hour": 60, "snooze_day": 24 * 60}  # bus.links actions, in minutes
 
 
 # time arithmetic
@@ -396,6 +397,36 @@ def snooze(db, user_id, reminder_id, minutes, now, relay, withdraw):
 def delete(db, user_id, reminder_id):
     if not storage.delete_reminder(db, user_id, reminder_id):
         raise NotFound("No such notification.")
+
+
+def follow_link(db, user_id, reminder_id, action, arm, now, relay, withdraw):
+    """What a reminder email's one-click link does (bus.links): ``snooze_hour`` and
+    ``snooze_day`` re-arm the reminder that email was sent for, once (a later arm means
+    it was done already); ``cancel`` ends the reminder ``cancelled``. Returns
+    ``{"done": bool, "notification": ...}``; ``done`` is False when nothing was left
+    to do."""
+    reminder = own_reminder(db, user_id, reminder_id)
+    minutes = SNOOZE_LINKS.get(action)
+    if minutes is not None:
+        if reminder.get("arm") != arm or reminder["status"] not in ("sent", "failed"):
+            return {"done": False, "notification": resource(reminder)}
+        return {"done": True, "notification": snooze(db, user_id, reminder_id, minutes, now,
+                                                     relay, withdraw)}
+    if action != "cancel":
+        raise NotFound("No such link.")
+
+    def attempt(reminder):
+        if reminder["status"] == "cancelled":
+            return False
+        if reminder["status"] == "sending":
+            raise Conflict("The reminder is being sent right now; try again in a moment.")
+        cancelled = storage.update_reminder_if(
+            db, reminder, {"status": reminder["status"]},
+            {"$set": {"status": "cancelled", "updated_at": now}})
+        return None if cancelled is None else True  # None: lost the race, read again
+
+    done = _retrying(db, user_id, reminder_id, attempt)
+    return {"done": done, "notification": get(db, user_id, reminder_id)}
 
 
 # what the mailer reports

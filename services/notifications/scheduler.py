@@ -173,8 +173,10 @@ def _publish(db, publish, message, reminders, claim, now, settings):
 
 
 def due_message(reminders, events):
+    # user_id and arm: what the mailer signs the email's one-click links with (bus.links)
     items = [{"send_key": send_key(r), "notification": resource(r), "event_id": r["event_id"],
-              "attempt": int(r.get("delivery_attempts") or 1)} for r in reminders]
+              "attempt": int(r.get("delivery_attempts") or 1), "user_id": r["user_id"],
+              "arm": r["arm"]} for r in reminders]
     needed = {r["event_id"]: events[r["event_id"]]["event"] for r in reminders}
     return new_message("notifications", "reminder_due", "reminders", 1,
                        reminders=items, events=needed)

@@ -79,6 +79,14 @@ class NotificationsService:
         handlers.delete(self.db, user_id, notification_id)
 
     @rpc
+    def follow_link(self, user_id, notification_id, action, arm):
+        """A one-click link from a reminder email (bus.links), already verified."""
+        outcome = handlers.follow_link(self.db, user_id, notification_id, action, arm,
+                                       utc_now(), self.outbox, self._withdraw)
+        self.clock.wake(parse_time(outcome["notification"]["remind_at"]))
+        return outcome
+
+    @rpc
     def new_calendar_feed(self, user_id):
         return feeds.new_feed(self.db, user_id, utc_now())
 

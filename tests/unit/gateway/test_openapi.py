@@ -89,7 +89,7 @@ def test_admin_routes_document_403_and_public_ones_need_no_token():
     public = {("get", "/health"), ("get", "/openapi.json"), ("post", "/users"),
               ("post", "/auth/token"), ("get", "/events"), ("get", "/events/{event_id}"),
               ("get", "/events.ics"), ("get", "/calendar/{token}.ics"), ("get", "/"),
-              ("get", "/web/{name}")}
+              ("get", "/web/{name}"), ("get", "/links/{token}"), ("post", "/links/{token}")}
     for method, path, operation in operations(document):
         assert ("403" in operation["responses"]) == ((method, path) in admin)
         assert ("security" not in operation) == ((method, path) in public)

@@ -1,0 +1,57 @@
+"""The pages behind the one-click links in emails (API.md v1.1, bus.links).
+
+``GET /links/<token>`` says what the link will do, with one button; only the button's
+``POST`` acts, so a mail scanner that follows links changes nothing. The pages are
+plain HTML with the web app's stylesheet and its Content-Security-Policy (no script);
+the POST answers JSON instead when asked with ``Accept: application/json``. The
+one-click unsubscribe of RFC 8058 is the same POST (its form body is not read).
+"""
+import html
+
+from werkzeug.wrappers import Response
+
+from bus.links import ACTIONS
+
+OUTCOMES = {
+    ("snooze_hour", True): "Snoozed: the reminder will come again at {remind_at}.",
+    ("snooze_day", True): "Snoozed: the reminder will come again at {remind_at}.",
+    ("cancel", True): "Cancelled: this reminder will not be sent.",
+    ("snooze_hour", False): "Nothing to do: this link was used already "
+                            "(the reminder is {status}, due {remind_at}).",
+    ("snooze_day", False): "Nothing to do: this link was used already "
+                           "(the reminder is {status}, due {remind_at}).",
+    ("cancel", False): "Nothing to do: this reminder was cancelled already.",
+}
+
+
+def confirm(headers, link, reminder, path):
+    """The GET page: what the button will do, to which reminder."""
+    return _page(headers, ACTIONS[link["act"]],
+                 f"Reminder: {reminder['subject']} (due {reminder['remind_at']}, "
+                 f"{reminder['status']}).", form=(path, ACTIONS[link["act"]]))
+
+
+def outcome(headers, link, result, wants_json):
+    """The POST's answer: what was done, or that nothing was left to do."""
+    notification = result["notification"]
+    message = OUTCOMES[link["act"], result["done"]].format(**notification)
+    if wants_json:
+        return {"action": link["act"], "done": result["done"], "message": message,
+                "notification": notification}
+    return _page(headers, ACTIONS[link["act"]], message)
+
+
+def _page(headers, title, text, form=None):
+    button = ""
+    if form is not None:
+        path, label = form
+        button = (f'<form method="post" action="{html.escape(path, quote=True)}">'
+                  f'<button type="submit">{html.escape(label)}</button></form>')
+    body = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{html.escape(title)} - EventPost</title>'
+            f'<link rel="stylesheet" href="/web/app.css"></head>'
+            f'<body><main><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{button}'
+            f'<p><a href="/">EventPost</a></p></main></body></html>')
+    return Response(body, headers={**headers, "Cache-Control": "no-store"},
+                    content_type="text/html; charset=utf-8")
