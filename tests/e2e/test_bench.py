@@ -6,9 +6,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tools.system import PROJECT_ROOT
 
 
+@pytest.mark.slow  # starts two systems of its own
 def test_the_quickest_bench_prints_the_table_with_both_columns(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(

@@ -2,7 +2,10 @@
 any error (loadtests/smoke.yml's pass/fail criteria)."""
 import json
 
+import pytest
 
+
+@pytest.mark.slow  # Taurus and locust start, seed and load for ~30 s
 def test_the_smoke_load_test_passes_without_errors(system, tmp_path):
     system.invoke("seed", "--events", "60", timeout=120)
     summary_path = tmp_path / "smoke.json"

@@ -582,6 +582,7 @@ def test_the_mail_shows_the_event_as_it_is_when_the_reminder_is_due(http, system
     assert get_reminder(http, alice.headers, reminder["id"])["remind_at"] == stamp(remind_at)
 
 
+@pytest.mark.slow  # a snooze is at least a minute
 @pytest.mark.timeout(240)
 def test_snooze_re_arms_a_sent_reminder_and_it_is_mailed_again_once(http, system, alice, event):
     reminder = create_reminder(http, alice.headers, event["id"],
