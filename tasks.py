@@ -176,19 +176,28 @@ def _check_test_broker():
 NO_TESTS_COLLECTED = 5  # pytest's exit status when a selection is empty
 
 
+LAYERS = ("unit", "integration", "e2e", "faults")
+
+
 def _test_paths(layer):
     return [f"tests/{layer}"] if layer else ["tests"]
 
 
-@task(help={"layer": "unit, integration or e2e (default: all)",
+@task(help={"layer": "unit, integration, e2e or faults (default: all); slow: the slow layer",
             "args": "extra pytest arguments, e.g. --args='-x -k users'",
             "slow": "run only the slow layer (long bursts, fault runs) instead"})
 def test(c, layer=None, args=None, slow=False):
     """Run the tests (unit, integration, e2e) but the slow ones; prints how long they took.
 
-    `invoke test --slow` runs the tests marked ``slow`` (bursts, broker/database/SMTP
-    faults), which the default run leaves out to stay under 5 minutes.
+    `invoke test --slow` (or `--layer slow`) runs the tests marked ``slow`` (bursts,
+    broker/database/SMTP faults), which the default run leaves out to stay under 5
+    minutes; `--slow --layer e2e` only those of one folder.
     """
+    if layer == "slow":
+        layer, slow = None, True
+    if layer is not None and layer not in LAYERS:
+        raise Exit(f"error: no test layer {layer!r}; one of {', '.join(LAYERS)} or slow",
+                   code=2)
     _check_test_broker()
     started = time.monotonic()
     command = [sys.executable, "-m", "pytest", *_test_paths(layer),
