@@ -232,14 +232,39 @@ def http(system):
         yield session
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def admin(system):
-    """An admin account per test module: ``(user, password)`` of ``system.create_admin()``."""
+    """The admin account the e2e tests share: ``(user, password)`` of
+    ``system.create_admin()``. A test that changes an admin's role, password or
+    tokens makes its own admin."""
     return system.create_admin()
 
 
-@pytest.fixture
-def admin_headers(http, admin):
-    """Bearer headers of ``admin``."""
+@pytest.fixture(scope="session")
+def admin_headers(system, admin):
+    """Bearer headers of ``admin`` (one login for the session)."""
     user, password = admin
-    return login(http, {"username": user["username"], "password": password})
+    with BaseUrlSession(system.base_url) as session:
+        return login(session, {"username": user["username"], "password": password})
+
+
+@pytest.fixture(scope="session")
+def _made_per_test_function():
+    return {}
+
+
+@pytest.fixture
+def per_test_function(request, _made_per_test_function):
+    """``per_test_function("alice", make)``: ``make()``, made once for a test function
+    and shared by its parameter sets; every other test function gets its own. For
+    accounts: one costs two argon2 hashes in the users service, the bulk of the time
+    of a test that checks the answer to one variation of a request. What a parameter
+    set changes (events, reminders) each makes for itself."""
+    def made(name, make):
+        key = (request.node.nodeid.split("[", 1)[0], name)
+        if key not in _made_per_test_function:
+            _made_per_test_function[key] = make()
+        return _made_per_test_function[key]
+
+    return made
+

@@ -36,13 +36,13 @@ MACHINE_NOISE = 1.0
 
 
 @pytest.fixture
-def alice(http):
-    return Person(http, secondary=1)
+def alice(http, per_test_function):
+    return per_test_function("alice", lambda: Person(http, secondary=1))
 
 
 @pytest.fixture
-def bob(http):
-    return Person(http)
+def bob(http, per_test_function):
+    return per_test_function("bob", lambda: Person(http))
 
 
 @pytest.fixture
