@@ -55,9 +55,15 @@ ERRORS = {
 }
 
 TOKEN_DESCRIPTION = """Exchange a username or an email, and the password, for a bearer token
-(HS256 JWT). Unknown user and wrong password give the same 401. Repeated failures for
-one account are rate limited by the users service: 429 with `Retry-After` (seconds)
-until the lockout ends. The response is sent with `Cache-Control: no-store`."""
+(HS256 JWT). Unknown user and wrong password give the same 401. Throttling refuses
+the client, never the account: after 5 failures for one name (username or email, as
+typed) from one client address within 15 minutes, or 50 for all names from one
+address, that client gets 429 with `Retry-After` (seconds), whatever password it
+sends, until the oldest of those failures is 15 minutes old; the owner logging in
+from another address is never refused. IPv6 clients count by their /64. An unknown
+name is counted and answered exactly like a known one. A right password forgives
+that name's failures from that address. The response is sent with
+`Cache-Control: no-store`."""
 
 ADD_EMAIL_DESCRIPTION = """Adds a secondary email. An email already used by any account
 (as primary or secondary) is a 409; the users service may cap the number of secondary

@@ -97,7 +97,8 @@ class GatewayService(web.WebApp):
 
     @http("POST", "/auth/token")
     def issue_token(self, request, body):
-        token = self.users.authenticate(**load(Credentials, body))
+        # the client's address: login throttling counts failures per name and address
+        token = self.users.authenticate(**load(Credentials, body), client=request.remote_addr)
         return 200, {"Cache-Control": "no-store"}, token
 
     @http("GET", "/users/me")

@@ -5,6 +5,7 @@ Every write that emits an event stores the message in the same single-document w
 user's ``version`` (1 at registration), which its message carries.
 """
 import functools
+import ipaddress
 import logging
 import math
 import re
@@ -26,8 +27,18 @@ from services.users import schemas, storage, tokens
 log = logging.getLogger(__name__)
 
 WRONG_CREDENTIALS = "Wrong username, email or password."
-MAX_FAILED_LOGINS = 5
-FAILED_LOGIN_WINDOW = timedelta(minutes=15)
+# Login throttling (API.md v1.1): failures count per login name *and* client address,
+# so a stranger's guesses slow down only the stranger and never lock the owner out;
+# a budget per address caps one client trying many names. Unknown names are counted
+# exactly like known ones, so a 429 tells nothing about which names exist.
+LOGIN_WINDOW = timedelta(minutes=15)
+LOGIN_FAILURES_PER_CLIENT = 5  # for one name, from one address
+LOGIN_FAILURES_PER_ADDRESS = 50  # for all names together, from one address
+TOO_MANY_LOGINS = "Too many failed logins from this address; try again later."
+# Attempts are recorded before their password is checked and taken back if refused
+# or right; a throttle keeps this many more than it allows, so attempts in flight
+# (at most the users services' workers) never push out a failure that still counts.
+ATTEMPTS_IN_FLIGHT = 100
 # Keeps the account document small and the unique multikey index bounded.
 MAX_SECONDARY_EMAILS = 10
 # Optimistic writes (bus.concurrency): retried, then a 409.
@@ -107,7 +118,6 @@ def _create(db, fields, role):
         "secondary_emails": [],
         "role": role,
         "password_hash": _hash(fields["password"]),
-        "failed_logins": [],
         "created_at": now,
         "version": 1,
     }
@@ -123,11 +133,25 @@ def _create(db, fields, role):
     return schemas.dump_user(user)
 
 
-def authenticate(db, config, password, username=None, email=None):
-    """A token for the right password; ``Unauthorized`` alike for any wrong credentials."""
+def authenticate(db, config, password, username=None, email=None, client=None):
+    """A token for the right password; ``Unauthorized`` alike for any wrong credentials,
+    ``RateLimited`` for a client (``client``: its address, as the gateway saw it) that
+    failed too often, whether the name it tries exists or not."""
     login = schemas.load(
-        schemas.Login(), {"password": password, "username": username, "email": email}
+        schemas.Login(),
+        {"password": password, "username": username, "email": email, "client": client},
     )
+    if login["username"] is not None:
+        name = ("username", login["username"].lower())
+    else:
+        name = ("email", storage.email_key(login["email"]))
+    address = client_address(login["client"])
+    throttles = {
+        storage.throttle_key("name", *name, address): LOGIN_FAILURES_PER_CLIENT,
+        storage.throttle_key("address", address): LOGIN_FAILURES_PER_ADDRESS,
+    }
+    attempt = _admit(db, throttles)  # counted as a failure until the password is right
+
     if login["username"] is not None:
         user = storage.by_username(db, login["username"])
     else:
@@ -136,27 +160,52 @@ def authenticate(db, config, password, username=None, email=None):
         # Same argon2 work as for a real account, so timing does not reveal which exists.
         _verify(_dummy_hash(), login["password"])
         raise Unauthorized(WRONG_CREDENTIALS)
-
-    now = utc_now()
-    retry_after = _locked_for(user.get("failed_logins") or [], now)
-    if retry_after:
-        raise RateLimited("Too many failed logins.", {"retry_after": retry_after})
     if not _verify(user["password_hash"], login["password"]):
-        storage.record_failed_login(db, user["_id"], now, keep=MAX_FAILED_LOGINS)
         log.warning("failed login for user %s", user["_id"])
         raise Unauthorized(WRONG_CREDENTIALS)
-    if user.get("failed_logins"):
-        storage.clear_failed_logins(db, user["_id"])
+    name_key, address_key = throttles
+    storage.login_succeeded(db, name_key, address_key, attempt["id"])
     return tokens.issue(config, user["_id"], user["role"])
 
 
-def _locked_for(failures, now):
-    """Seconds until the account may try again, or 0 if it may now."""
-    recent = [moment for moment in failures if moment > now - FAILED_LOGIN_WINDOW]
-    if len(recent) < MAX_FAILED_LOGINS:
-        return 0
-    unlocks_at = recent[-MAX_FAILED_LOGINS] + FAILED_LOGIN_WINDOW
-    return max(1, math.ceil((unlocks_at - now).total_seconds()))
+def _admit(db, throttles):
+    """Record this login attempt under each throttle ``{key: failures allowed}``, or
+    raise RateLimited (and take it back) if one of them has run out.
+
+    The attempt is recorded before the password is checked, so parallel guesses count
+    too: each one sees the attempts recorded before its own.
+    """
+    now = utc_now()
+    attempt = {"at": now, "id": uuid.uuid4().hex}
+    waits = []
+    for key, allowed in throttles.items():
+        attempts = storage.add_login_attempt(
+            db, key, attempt, keep=allowed + ATTEMPTS_IN_FLIGHT, expires_at=now + LOGIN_WINDOW)
+        earlier = sorted(a["at"] for a in attempts
+                         if a["id"] != attempt["id"] and a["at"] > now - LOGIN_WINDOW)
+        if len(earlier) >= allowed:
+            waits.append(earlier[-allowed] + LOGIN_WINDOW - now)
+    if waits:
+        storage.forget_login_attempt(db, list(throttles), attempt["id"])
+        retry_after = max(1, math.ceil(max(waits).total_seconds()))
+        raise RateLimited(TOO_MANY_LOGINS, {"retry_after": retry_after})
+    return attempt
+
+
+def client_address(client):
+    """The address a client's login failures are counted under: an IPv6 client by its
+    /64 (one host usually holds a whole /64), any other as given."""
+    if not client:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def get(db, user_id):
@@ -256,7 +305,7 @@ def delete(db, user_id):
     """Remove the account: its personal data goes, its username and emails are free again."""
     erased = {field: "" for field in (
         "username", "username_key", "email", "email_keys", "secondary_emails",
-        "password_hash", "failed_logins",
+        "password_hash",
     )}
     def attempt():
         user = _live_user(db, user_id)

@@ -69,6 +69,8 @@ class Login(Schema):
     password = Text(required=True, validate=validate.Length(max=PASSWORD.max))
     username = Text(allow_none=True)
     email = Text(allow_none=True)
+    # the client's address as the gateway saw it (IPv4, IPv6, or None)
+    client = Text(allow_none=True, validate=validate.Length(max=100))
 
     @validates_schema
     def one_identifier(self, data, **kwargs):

@@ -30,8 +30,8 @@ class UsersService:
         return user
 
     @rpc
-    def authenticate(self, password, username=None, email=None):
-        return handlers.authenticate(self.db, self.config, password, username, email)
+    def authenticate(self, password, username=None, email=None, client=None):
+        return handlers.authenticate(self.db, self.config, password, username, email, client)
 
     @rpc
     def get(self, user_id):

@@ -12,9 +12,15 @@ A deleted account stays as a tombstone (``deleted_at``) so that its ``user_delet
 message can wait in ``pending_events`` like any other; its personal data and unique
 keys are removed in the same write, which frees the username and emails at once.
 """
+import json
+
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 USERS = "users"
+# One document per throttle (a login name from one address, or one address); MongoDB
+# deletes it once its last attempt is older than the throttling window.
+LOGIN_ATTEMPTS = "login_attempts"
 LIVE = {"deleted_at": None}
 
 
@@ -23,6 +29,8 @@ def ensure_indexes(db):
     # sparse: tombstones have neither key
     users.create_index("username_key", unique=True, sparse=True, name="username_unique")
     users.create_index("email_keys", unique=True, sparse=True, name="email_unique")
+    db[LOGIN_ATTEMPTS].create_index("expires_at", expireAfterSeconds=0,
+                                    name="login_attempts_expire")
 
 
 def email_key(email):
@@ -70,12 +78,33 @@ def update_live(db, user_id, update):
     )
 
 
-def record_failed_login(db, user_id, moment, keep):
-    db[USERS].update_one(
-        {"_id": user_id, **LIVE},
-        {"$push": {"failed_logins": {"$each": [moment], "$slice": -keep}}},
-    )
+# --- login attempts: what login throttling counts (handlers.authenticate) -------------
+
+def throttle_key(*parts):
+    """One throttle's id, e.g. ("name", "username", "ann", "192.0.2.1")."""
+    return json.dumps(parts)
 
 
-def clear_failed_logins(db, user_id):
-    db[USERS].update_one({"_id": user_id, **LIVE}, {"$set": {"failed_logins": []}})
+def add_login_attempt(db, key, attempt, keep, expires_at):
+    """Record ``attempt`` ({at, id}) under ``key``; the last ``keep`` attempts after it."""
+    update = {"$push": {"attempts": {"$each": [attempt], "$slice": -keep}},
+              "$set": {"expires_at": expires_at}}
+    try:
+        throttle = db[LOGIN_ATTEMPTS].find_one_and_update(
+            {"_id": key}, update, upsert=True, return_document=ReturnDocument.AFTER)
+    except DuplicateKeyError:  # two first attempts raced to create it: it exists now
+        throttle = db[LOGIN_ATTEMPTS].find_one_and_update(
+            {"_id": key}, update, return_document=ReturnDocument.AFTER)
+    return throttle["attempts"]
+
+
+def forget_login_attempt(db, keys, attempt_id):
+    db[LOGIN_ATTEMPTS].update_many(
+        {"_id": {"$in": keys}}, {"$pull": {"attempts": {"id": attempt_id}}})
+
+
+def login_succeeded(db, name_key, address_key, attempt_id):
+    """The right password: that name's failures from that address are forgiven, and the
+    attempt does not count against the address."""
+    db[LOGIN_ATTEMPTS].delete_one({"_id": name_key})
+    forget_login_attempt(db, [address_key], attempt_id)

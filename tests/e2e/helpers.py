@@ -1,5 +1,9 @@
 """Account helpers and the error-format check shared by the e2e test modules."""
 import uuid
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
 
 
 def new_account(suffix=None):
@@ -23,3 +27,26 @@ def assert_error(response, status, code, fields=()):
     for field in fields:
         assert field in error["details"], error["details"]
         assert isinstance(error["details"][field], list) and error["details"][field]
+
+
+class _FromAddress(HTTPAdapter):
+    def __init__(self, address):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
+
+
+class ClientAt(requests.Session):
+    """A client whose connections come from another loopback address (127.0.0.0/8 is
+    all ours on Linux), so the gateway sees a different client."""
+
+    def __init__(self, base_url, address):
+        super().__init__()
+        self.base_url = base_url.rstrip("/") + "/"
+        self.mount("http://", _FromAddress(address))
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs.setdefault("timeout", 30)
+        return super().request(method, urljoin(self.base_url, url.lstrip("/")), *args, **kwargs)

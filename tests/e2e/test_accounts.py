@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.helpers import assert_error, login, new_account
+from tests.e2e.helpers import ClientAt, assert_error, login, new_account
 
 
 def register(http, account=None):
@@ -160,22 +160,58 @@ def test_operator_objects_in_credentials_never_log_in(http):
     assert_error(response, 422, "validation_error", ["username"])
 
 
-def test_repeated_failed_logins_are_rate_limited_with_retry_after(http):
-    account, _ = register(http)
-    statuses = []
-    for _ in range(10):
-        response = http.post("/auth/token", json={"username": account["username"],
-                                                  "password": "wrong-password"})
-        statuses.append(response.status_code)
-        if response.status_code == 429:
+def attempts_until_refused(client, credentials, most=10):
+    answers = []
+    for _ in range(most):
+        answers.append(client.post("/auth/token", json=credentials))
+        if answers[-1].status_code == 429:
             break
-    assert statuses[0] == 401
-    assert_error(response, 429, "rate_limited")
-    assert int(response.headers["Retry-After"]) > 0
-    # even the right password waits now
-    right = http.post("/auth/token", json={"username": account["username"],
-                                           "password": account["password"]})
-    assert_error(right, 429, "rate_limited")
+    return answers
+
+
+def test_a_strangers_failed_logins_refuse_the_stranger_not_the_owner(http, system):
+    account, _ = register(http)
+    right = {"username": account["username"], "password": account["password"]}
+    with ClientAt(system.base_url, "127.0.0.2") as stranger, \
+            ClientAt(system.base_url, "127.0.0.3") as owner:
+        answers = attempts_until_refused(stranger, {**right, "password": "wrong-password"})
+        assert [a.status_code for a in answers] == [401] * 5 + [429]
+        assert_error(answers[-1], 429, "rate_limited")
+        assert 0 < int(answers[-1].headers["Retry-After"]) <= 15 * 60
+        # that client is refused even with the right password: it cannot go on guessing
+        assert_error(stranger.post("/auth/token", json=right), 429, "rate_limited")
+        # the owner, from elsewhere, is never refused (the gateway passes the address on)
+        assert owner.post("/auth/token", json=right).status_code == 200
+        assert owner.post("/auth/token", json={"email": account["email"],
+                                               "password": account["password"]}).status_code == 200
+
+
+def without_wait(body):
+    """The body with Retry-After's seconds left out (they count down between the two)."""
+    details = dict(body["error"]["details"])
+    if "retry_after" in details:
+        details["retry_after"] = int(details["retry_after"]) > 0
+    return {"error": {**body["error"], "details": details}}
+
+
+def headers_of(answer):
+    return {name.lower() for name in answer.headers} - {"date", "x-eventpost-gateway"}
+
+
+def test_throttling_answers_unknown_names_as_it_answers_known_ones(http, system):
+    account, _ = register(http)
+    unknown = "nobody_" + uuid.uuid4().hex[:8]
+    with ClientAt(system.base_url, "127.0.0.4") as client:
+        known_answers = attempts_until_refused(
+            client, {"username": account["username"], "password": "wrong-password"})
+        unknown_answers = attempts_until_refused(
+            client, {"username": unknown, "password": "wrong-password"})
+    assert [a.status_code for a in known_answers] == [a.status_code for a in unknown_answers]
+    for known, other in zip(known_answers, unknown_answers, strict=True):
+        assert without_wait(known.json()) == without_wait(other.json())
+        assert headers_of(known) == headers_of(other)
+    assert "Retry-After" in known_answers[-1].headers
+    assert "Retry-After" in unknown_answers[-1].headers
 
 
 # GET /users/me

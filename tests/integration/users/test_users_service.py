@@ -97,10 +97,12 @@ def test_login_token_lockout(users, service_config):
 
     for _ in range(5):
         with pytest.raises(Unauthorized):
-            users.authenticate("wrong password", username="ann")
+            users.authenticate("wrong password", username="ann", client="203.0.113.7")
     with pytest.raises(RateLimited) as locked:
-        users.authenticate(PASSWORD, username="ann")
+        users.authenticate(PASSWORD, username="ann", client="203.0.113.7")
     assert 0 < locked.value.retry_after <= 900
+    # the owner, from another address, is never refused
+    assert users.authenticate(PASSWORD, username="ann", client="198.51.100.20")["access_token"]
 
 
 def test_email_changes_and_deletion_reach_notifications(users, service_config, stored):

@@ -1,6 +1,7 @@
 """The users domain: accounts, credentials, emails, outbox messages; against the storage
 in memory (conftest's ``db``), races on a real SecantusDB."""
 import logging
+import time
 from datetime import timedelta
 
 import eventlet
@@ -142,46 +143,112 @@ def test_malformed_logins_are_validation_errors(db, config, login):
         handlers.authenticate(db, config, **login)
 
 
-def fail_logins(db, config, times, username="ann"):
+STRANGER = "203.0.113.7"
+OWNER = "198.51.100.20"
+
+
+def login(db, config, password, client=STRANGER, **name):
+    return handlers.authenticate(db, config, password, client=client,
+                                 **(name or {"username": "ann"}))
+
+
+def fail_logins(db, config, times, client=STRANGER, **name):
     for _ in range(times):
         with pytest.raises(Unauthorized):
-            handlers.authenticate(db, config, "wrong password", username=username)
+            login(db, config, "wrong password", client, **name)
 
 
-def test_five_failures_lock_the_account_even_for_the_right_password(db, config):
+def outcome(db, config, password, client=STRANGER, **name):
+    """What a client sees: (status, message, Retry-After) of one login attempt."""
+    try:
+        login(db, config, password, client, **name)
+    except (Unauthorized, RateLimited) as error:
+        return error.status, error.message, getattr(error, "retry_after", None)
+    return 200, None, None
+
+
+def test_a_strangers_failures_never_refuse_the_owners_right_password(db, config):
     register(db)
     fail_logins(db, config, 5)
-    with pytest.raises(RateLimited) as caught:
-        handlers.authenticate(db, config, PASSWORD, username="ann")
-    assert 0 < caught.value.retry_after <= 15 * 60
-    assert caught.value.details == {"retry_after": caught.value.retry_after}
-    assert caught.value.message == "Too many failed logins."
+    with pytest.raises(RateLimited) as refused:  # that client is refused, whatever it sends
+        login(db, config, PASSWORD)
+    assert 0 < refused.value.retry_after <= 15 * 60
+    assert refused.value.details == {"retry_after": refused.value.retry_after}
+    for _ in range(3):  # the owner, from elsewhere, is let in every time
+        assert login(db, config, PASSWORD, client=OWNER)["access_token"]
+        with pytest.raises(RateLimited):
+            login(db, config, "another guess")
 
 
-def test_the_lock_lifts_once_the_failures_are_older_than_fifteen_minutes(db, config):
-    user = register(db)
+def test_unknown_and_known_names_are_answered_alike_at_every_step(db, config):
+    register(db)
+    known, unknown, started = [], [], {}
+    for _ in range(7):
+        for name, outcomes in (("ann", known), ("nobody", unknown)):
+            started.setdefault(name, time.monotonic())
+            outcomes.append((*outcome(db, config, "wrong password", username=name),
+                             time.monotonic() - started[name]))
+    assert [o[:2] for o in known] == [o[:2] for o in unknown]
+    assert [o[0] for o in known] == [401] * 5 + [429] * 2
+    # Retry-After counts from the first failure, for either name
+    for _, _, wait, since_first in known[5:] + unknown[5:]:
+        assert 15 * 60 - 2 <= since_first + wait <= 15 * 60 + 2
+    # and by email too
+    emails = [outcome(db, config, "wrong", email=e) for e in ("ann@example.org", "no@x.org")]
+    assert emails[0] == emails[1]
+
+
+def test_the_refusal_lifts_once_the_failures_are_older_than_fifteen_minutes(db, config):
+    register(db)
     fail_logins(db, config, 5)
-    failures = stored(db, user["id"])["failed_logins"]
-    db.users.update_one(
-        {"_id": user["id"]},
-        {"$set": {"failed_logins": [t - timedelta(minutes=15, seconds=1) for t in failures]}},
-    )
-    assert handlers.authenticate(db, config, PASSWORD, username="ann")["access_token"]
+    for throttle in db.login_attempts.find():
+        aged = [dict(a, at=a["at"] - timedelta(minutes=15, seconds=1))
+                for a in throttle["attempts"]]
+        db.login_attempts.update_one({"_id": throttle["_id"]}, {"$set": {"attempts": aged}})
+    assert login(db, config, PASSWORD)["access_token"]
 
 
-def test_a_successful_login_resets_the_failure_count(db, config):
+def test_a_successful_login_forgives_that_clients_failures(db, config):
     register(db)
     fail_logins(db, config, 4)
-    handlers.authenticate(db, config, PASSWORD, username="ann")
+    login(db, config, PASSWORD)
     fail_logins(db, config, 4)  # would be RateLimited without the reset
-    assert handlers.authenticate(db, config, PASSWORD, username="ann")["access_token"]
+    assert login(db, config, PASSWORD)["access_token"]
 
 
-def test_failures_of_one_account_do_not_lock_another(db, config):
+def test_one_address_trying_many_names_runs_out_for_every_name(db, config, monkeypatch):
+    monkeypatch.setattr(handlers, "LOGIN_FAILURES_PER_ADDRESS", 6)
     register(db)
-    register(db, username="bob", email="bob@example.org")
-    fail_logins(db, config, 5)
-    assert handlers.authenticate(db, config, PASSWORD, username="bob")["access_token"]
+    for name in ("bob", "carol", "dave"):
+        fail_logins(db, config, 2, username=name)
+    with pytest.raises(RateLimited):  # a name this address never tried, and the owner's
+        login(db, config, PASSWORD)
+    assert login(db, config, PASSWORD, client=OWNER)["access_token"]
+
+
+def test_right_passwords_do_not_use_up_the_addresss_budget(db, config, monkeypatch):
+    monkeypatch.setattr(handlers, "LOGIN_FAILURES_PER_ADDRESS", 3)
+    register(db)
+    for _ in range(6):  # e.g. many people behind one NAT, all typing it right
+        assert login(db, config, PASSWORD)["access_token"]
+
+
+def test_parallel_guesses_are_counted_as_they_start(db, config):
+    register(db)
+    pool = eventlet.GreenPool()
+    outcomes = list(pool.imap(lambda _: outcome(db, config, "guess"), range(12)))
+    assert sorted(o[0] for o in outcomes) == [401] * 5 + [429] * 7
+
+
+@pytest.mark.parametrize("client, counted_as", [
+    ("192.0.2.1", "192.0.2.1"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+    ("::ffff:192.0.2.1", "192.0.2.1"),
+    (None, "unknown"),
+])
+def test_clients_are_counted_by_address_and_ipv6_by_its_64(client, counted_as):
+    assert handlers.client_address(client) == counted_as
 
 
 # reading
