@@ -23,6 +23,8 @@ DATA_FIELDS = {
     ("users", "user_email_added"): ["user", "email"],
     ("users", "user_email_removed"): ["user", "email"],
     ("users", "user_role_changed"): ["user"],
+    # `user.tokens_valid_after`: tokens issued before it no longer work
+    ("users", "user_password_changed"): ["user"],
     ("users", "user_deleted"): ["user_id"],
     ("events", "event_created"): ["event"],
     # `changed`: the names of the fields whose value changed in this version.
@@ -43,6 +45,7 @@ SUBSCRIPTIONS = {
     ("users", "user_email_added"): [],
     ("users", "user_email_removed"): ["notifications"],
     ("users", "user_role_changed"): [],
+    ("users", "user_password_changed"): [],
     ("users", "user_deleted"): ["notifications"],
     ("events", "event_created"): ["search", "notifications"],
     ("events", "event_updated"): ["search", "notifications"],

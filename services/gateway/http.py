@@ -15,6 +15,7 @@ import re
 import socket
 import time
 import uuid
+from datetime import datetime
 from http import HTTPStatus
 
 import eventlet
@@ -418,6 +419,18 @@ class TokenVerifier:
         return claims
 
 
+def issued_before(claims, moment):
+    """True if the token was issued before ``moment`` (ISO time of the account's last
+    password change, or None); ``iat`` has millisecond precision (users.tokens)."""
+    if moment is None:
+        return False
+    iat = claims.get("iat")
+    if not isinstance(iat, (int, float)) or isinstance(iat, bool):
+        return True
+    changed = datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
+    return round(iat * 1000) < round(changed * 1000)
+
+
 class Caller:
     """Who is calling: the token's claims, and the account they name as it is now
     (the accounts read model, or the users service for one it does not hold)."""
@@ -440,6 +453,8 @@ class Caller:
                 self.accounts.apply(user)
         if user is GONE:  # deleted since the token was issued: it stops working
             raise Unauthorized("The account of this token no longer exists.")
+        if issued_before(claims, user.get("tokens_valid_after")):
+            raise Unauthorized("The token was issued before the password was changed.")
         return user
 
     def admin(self, request):

@@ -109,7 +109,14 @@ OPERATIONS = [
     ("post", "/users/me/emails", "Add a secondary email", "user", schemas.EmailAddress,
      None, 201, schemas.User, [409], ADD_EMAIL_DESCRIPTION),
     ("delete", "/users/me/emails/{email}", "Remove a secondary email", "user", None, None,
-     204, None, [404], "Reminders using it follow to the primary email."),
+     204, None, [404, 422], "Reminders using it follow to the primary email. The primary "
+     "email cannot be removed (422; change it with PATCH /users/me instead)."),
+    ("post", "/users/me/password", "Change the password", "user", schemas.PasswordChange,
+     None, 204, None, [], "`new_password` follows registration's rule (8..256 "
+     "characters). A wrong `current_password` is a 401. Every token issued before the "
+     "change stops working, the one used for it included, on every gateway process "
+     "(within the time a users event takes to arrive; at once on the one that answered); "
+     "log in again with the new password."),
     ("get", "/events", "Search events", None, None, schemas.EventSearch, 200,
      schemas.EventPage, [], SEARCH_DESCRIPTION),
     ("post", "/events", "Create an event", "admin", schemas.EventCreate, None, 201,

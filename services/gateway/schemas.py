@@ -127,6 +127,16 @@ class Registration(Body):
     password = fields.String(required=True, validate=Length(8, 256), load_only=True)
 
 
+class PasswordChange(Body):
+    """The current password (any string: a wrong one is a 401 from users) and a new one
+    under registration's rule."""
+
+    current_password = fields.String(required=True, validate=Length(1, 256), load_only=True)
+    new_password = fields.String(
+        required=True, validate=Registration._declared_fields["password"].validate,
+        load_only=True)
+
+
 class Credentials(Body):
     """Login by username or email. Shape only: a wrong one is a 401 from users."""
 

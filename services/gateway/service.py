@@ -35,6 +35,7 @@ from services.gateway.schemas import (
     NotificationChanges,
     NotificationCreate,
     NotificationFilter,
+    PasswordChange,
     Registration,
     Snooze,
     load,
@@ -93,7 +94,7 @@ class GatewayService(web.WebApp):
     def register(self, request, body):
         user = self.users.register(**load(Registration, body))
         self.read_models.accounts.apply(user)
-        return 201, user
+        return 201, public_user(user)
 
     @http("POST", "/auth/token")
     def issue_token(self, request, body):
@@ -103,21 +104,28 @@ class GatewayService(web.WebApp):
 
     @http("GET", "/users/me")
     def get_me(self, request):
-        return self.auth.user(request)
+        return public_user(self.auth.user(request))
 
     @http("PATCH", "/users/me")
     def change_email(self, request, body):
         user = self.auth.user(request)
         changed = self.users.change_email(user["id"], load(EmailAddress, body)["email"])
         self.read_models.accounts.apply(changed)
-        return changed
+        return public_user(changed)
 
     @http("POST", "/users/me/emails")
     def add_email(self, request, body):
         user = self.auth.user(request)
         changed = self.users.add_email(user["id"], load(EmailAddress, body)["email"])
         self.read_models.accounts.apply(changed)
-        return 201, changed
+        return 201, public_user(changed)
+
+    @http("POST", "/users/me/password")
+    def change_password(self, request, body):
+        user = self.auth.user(request)
+        changed = self.users.change_password(user["id"], **load(PasswordChange, body))
+        # this process refuses older tokens at once; the others on user_password_changed
+        self.read_models.accounts.apply(changed)
 
     @http("DELETE", "/users/me/emails/<path:email>")  # "/" is legal in an email
     def remove_email(self, request, email):
@@ -279,6 +287,11 @@ class GatewayService(web.WebApp):
     def delete_notification(self, request, notification_id):
         user = self.auth.user(request)
         self.notifications.delete(user["id"], notification_id)
+
+
+def public_user(user):
+    """The user resource as API.md shows it: without what only the gateway checks."""
+    return {name: value for name, value in user.items() if name != "tokens_valid_after"}
 
 
 def _health_of(name, proxy):

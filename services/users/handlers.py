@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import math
 import re
+import time
 import uuid
 from datetime import timedelta
 
@@ -152,6 +153,7 @@ def authenticate(db, config, password, username=None, email=None, client=None):
     }
     attempt = _admit(db, throttles)  # counted as a failure until the password is right
 
+    issued_at = time.time()  # before the read: a password changed after it revokes the token
     if login["username"] is not None:
         user = storage.by_username(db, login["username"])
     else:
@@ -165,7 +167,7 @@ def authenticate(db, config, password, username=None, email=None, client=None):
         raise Unauthorized(WRONG_CREDENTIALS)
     name_key, address_key = throttles
     storage.login_succeeded(db, name_key, address_key, attempt["id"])
-    return tokens.issue(config, user["_id"], user["role"])
+    return tokens.issue(config, user["_id"], user["role"], issued_at)
 
 
 def _admit(db, throttles):
@@ -291,6 +293,33 @@ def _change_emails(db, user_id, change):
         except DuplicateKeyError:
             raise _taken("email") from None
         return schemas.dump_user(after) if saved else LOST
+
+    return compare_and_set(attempt, KEPT_CHANGING)
+
+
+def change_password(db, user_id, current_password, new_password):
+    """Replace the password; every token issued before stops working (``tokens_valid_after``,
+    carried by ``user_password_changed`` to the gateways)."""
+    fields = schemas.load(schemas.PasswordChange(), {
+        "current_password": current_password, "new_password": new_password})
+    user = _live_user(db, user_id)
+    if not _verify(user["password_hash"], fields["current_password"]):
+        raise Unauthorized("The current password is wrong.")
+    password_hash = _hash(fields["new_password"])
+
+    def attempt():
+        user = _live_user(db, user_id)
+        now = utc_now()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what BSON keeps
+        after = dict(user, version=user["version"] + 1, tokens_valid_after=now)
+        message = new_message("users", "user_password_changed", user_id, after["version"],
+                              user=schemas.dump_user(after))
+        update = {"$set": {"password_hash": password_hash, "tokens_valid_after": now},
+                  "$inc": {"version": 1}, **outgoing(message)}
+        if not storage.update_unchanged(db, user, update):
+            return LOST
+        log.info("user %s changed their password", user_id)
+        return schemas.dump_user(after)
 
     return compare_and_set(attempt, KEPT_CHANGING)
 

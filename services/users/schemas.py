@@ -45,12 +45,20 @@ class User(Schema):
     created_at = fields.Function(lambda user: iso(user["created_at"]))
     # Counts the account's changes: read models keep the newest (services/gateway).
     version = fields.Integer()
+    # Tokens issued before this moment (the last password change) no longer work; the
+    # gateway checks it and does not show it.
+    tokens_valid_after = fields.Function(lambda user: iso(user.get("tokens_valid_after")))
 
 
 class Registration(Schema):
     username = Text(required=True, validate=USERNAME)
     email = Email(required=True, validate=validate.Length(max=EMAIL_MAX))
     password = Text(required=True, validate=PASSWORD)
+
+
+class PasswordChange(Schema):
+    current_password = Text(required=True, validate=validate.Length(max=PASSWORD.max))
+    new_password = Text(required=True, validate=PASSWORD)
 
 
 class NewEmail(Schema):

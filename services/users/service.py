@@ -56,6 +56,12 @@ class UsersService:
         return user
 
     @rpc
+    def change_password(self, user_id, current_password, new_password):
+        user = handlers.change_password(self.db, user_id, current_password, new_password)
+        self.outbox(storage.USERS, user_id)
+        return user
+
+    @rpc
     def all_accounts(self, after_id=None, limit=500):
         return handlers.all_accounts(self.db, after_id, limit)
 

@@ -214,6 +214,28 @@ def test_throttling_answers_unknown_names_as_it_answers_known_ones(http, system)
     assert "Retry-After" in unknown_answers[-1].headers
 
 
+# POST /users/me/password
+
+
+def test_change_password_checks_the_current_one_and_the_new_ones_rule(http):
+    account, _ = register(http)
+    headers = login(http, account)
+    wrong = http.post("/users/me/password", headers=headers, json={
+        "current_password": "not it at all", "new_password": "a new long password"})
+    assert_error(wrong, 401, "unauthorized")
+    short = http.post("/users/me/password", headers=headers, json={
+        "current_password": account["password"], "new_password": "short"})
+    assert_error(short, 422, "validation_error", ["new_password"])
+    missing = http.post("/users/me/password", headers=headers, json={"new_password": "x" * 9})
+    assert_error(missing, 422, "validation_error", ["current_password"])
+    assert_error(http.post("/users/me/password", json={
+        "current_password": account["password"], "new_password": "a new long password"}),
+        401, "unauthorized")
+    # none of these changed anything: the token and the password still work
+    assert http.get("/users/me", headers=headers).status_code == 200
+    login(http, account)
+
+
 # GET /users/me
 
 

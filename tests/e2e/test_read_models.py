@@ -107,3 +107,21 @@ def test_an_email_change_is_read_back_at_once_and_everywhere_soon(system, http):
     assert http.get("/users/me", headers=headers).json()["email"] == new_email
     until_every_process(system, "/users/me", lambda r: r.json()["email"] == new_email,
                         headers)
+
+
+def test_a_password_change_revokes_older_tokens_in_every_process(system, http):
+    account = new_account()
+    assert http.post("/users", json=account).status_code == 201
+    old, other_old = login(http, account), login(http, account)
+    until_every_process(system, "/users/me", lambda r: r.status_code == 200, old)
+    new_password = "a new long password"
+    changed = http.post("/users/me/password", headers=old, json={
+        "current_password": account["password"], "new_password": new_password})
+    assert (changed.status_code, changed.content) == (204, b"")
+    assert http.get("/users/me", headers=old).status_code == 401  # at once, here
+    until_every_process(system, "/users/me", lambda r: r.status_code == 401, other_old)
+    # the old password no longer logs in; the new one does, and its token works everywhere
+    assert http.post("/auth/token", json={"username": account["username"],
+                                          "password": account["password"]}).status_code == 401
+    new = login(http, {**account, "password": new_password})
+    until_every_process(system, "/users/me", lambda r: r.status_code == 200, new)

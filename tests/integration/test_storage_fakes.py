@@ -111,7 +111,7 @@ def test_users_unique_usernames_and_emails(users, other, field):
     assert storage.duplicate_field(caught.value) == field
 
 
-def test_users_versioned_updates_and_failed_logins(users):
+def test_users_versioned_updates_and_login_attempts(users):
     storage, db = users
     storage.insert(db, account("u1", "ann", "ann@example.org"))
     storage.insert(db, account("u2", "bob", "bob@example.org"))
@@ -127,11 +127,22 @@ def test_users_versioned_updates_and_failed_logins(users):
     assert (after["role"], after["version"]) == ("admin", 3)
     assert storage.update_live(db, "nobody", {"$set": {"role": "admin"}}) is None
 
+    name, address = storage.throttle_key("name", "ann", "ip"), storage.throttle_key("ip")
     for second in range(7):
-        storage.record_failed_login(db, "u1", moment(second), keep=5)
-    assert storage.live(db, "u1")["failed_logins"] == [moment(s) for s in range(2, 7)]
-    storage.clear_failed_logins(db, "u1")
-    assert storage.live(db, "u1")["failed_logins"] == []
+        attempt = {"at": moment(second), "id": f"a{second}"}
+        for key in (name, address):
+            kept = storage.add_login_attempt(db, key, attempt, keep=5, expires_at=moment(99))
+        assert [a["id"] for a in kept] == [f"a{s}" for s in range(max(0, second - 4), second + 1)]
+    storage.forget_login_attempt(db, [name, address], "a5")
+    assert [a["id"] for a in storage.add_login_attempt(
+        db, address, {"at": moment(8), "id": "a8"}, keep=9, expires_at=moment(99))] == [
+        "a2", "a3", "a4", "a6", "a8"]
+    storage.login_succeeded(db, name, address, "a8")
+    assert storage.add_login_attempt(db, name, {"at": moment(9), "id": "a9"}, keep=5,
+                                     expires_at=moment(99)) == [{"at": moment(9), "id": "a9"}]
+    assert [a["id"] for a in storage.add_login_attempt(
+        db, address, {"at": moment(9), "id": "a9"}, keep=9, expires_at=moment(99))] == [
+        "a2", "a3", "a4", "a6", "a9"]
 
 
 def test_a_users_tombstone_is_not_live_and_frees_its_names(users):

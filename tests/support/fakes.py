@@ -253,8 +253,10 @@ class FakeUsersStorage(FakeStorage):
     """services/users/storage.py in memory, unique usernames and emails included."""
 
     USERS = users_storage.USERS
+    LOGIN_ATTEMPTS = users_storage.LOGIN_ATTEMPTS
     LIVE = users_storage.LIVE
-    COLLECTIONS = {USERS: ("username_key", "email_keys")}
+    COLLECTIONS = {USERS: ("username_key", "email_keys"), LOGIN_ATTEMPTS: ()}
+    throttle_key = staticmethod(users_storage.throttle_key)
     email_key = staticmethod(users_storage.email_key)
     email_keys = staticmethod(users_storage.email_keys)
     duplicate_field = staticmethod(users_storage.duplicate_field)
@@ -281,12 +283,19 @@ class FakeUsersStorage(FakeStorage):
     def update_live(self, db, user_id, update):
         return self[self.USERS].update({"_id": user_id, **self.LIVE}, update)
 
-    def record_failed_login(self, db, user_id, moment, keep):
-        self[self.USERS].update({"_id": user_id, **self.LIVE},
-                                {"$push": {"failed_logins": {"$each": [moment], "$slice": -keep}}})
+    def add_login_attempt(self, db, key, attempt, keep, expires_at):
+        return self[self.LOGIN_ATTEMPTS].update(
+            {"_id": key}, {"$push": {"attempts": {"$each": [attempt], "$slice": -keep}},
+                           "$set": {"expires_at": expires_at}}, upsert=True)["attempts"]
 
-    def clear_failed_logins(self, db, user_id):
-        self[self.USERS].update({"_id": user_id, **self.LIVE}, {"$set": {"failed_logins": []}})
+    def forget_login_attempt(self, db, keys, attempt_id):
+        for key in keys:
+            self[self.LOGIN_ATTEMPTS].update({"_id": key},
+                                             {"$pull": {"attempts": {"id": attempt_id}}})
+
+    def login_succeeded(self, db, name_key, address_key, attempt_id):
+        self[self.LOGIN_ATTEMPTS].documents.pop(name_key, None)
+        self.forget_login_attempt(db, [address_key], attempt_id)
 
 
 def in_memory(monkeypatch, handlers, fake):

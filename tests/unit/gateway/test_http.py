@@ -19,6 +19,7 @@ from services.gateway.http import (
     PayloadTooLarge,
     TokenVerifier,
     exception_response,
+    issued_before,
     read_json_object,
 )
 from services.gateway.read_models import AccountsView
@@ -273,3 +274,15 @@ def test_admin_routes_need_an_admin_account_whatever_the_token_says():
         caller([ALICE]).admin(authorized(token(role="admin")))
     with pytest.raises(errors.Unauthorized):  # 401 comes before 403
         caller([ROOT]).admin(authorized(token(sub="gone", role="admin")))
+
+
+@pytest.mark.parametrize("iat, changed, before", [
+    (1_800_000_000.124, "2027-01-15T08:00:00.125000Z", True),
+    (1_800_000_000.125, "2027-01-15T08:00:00.125000Z", False),  # the same millisecond
+    (1_800_000_001, "2027-01-15T08:00:00.125000Z", False),
+    (1_800_000_000, None, False),  # never changed
+    (None, "2027-01-15T08:00:00.125000Z", True),  # no iat: cannot tell, refused
+    ("1800000001", "2027-01-15T08:00:00.125000Z", True),
+])
+def test_a_token_issued_before_the_password_changed_is_refused(iat, changed, before):
+    assert issued_before({"iat": iat} if iat is not None else {}, changed) is before

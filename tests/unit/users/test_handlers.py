@@ -2,7 +2,7 @@
 in memory (conftest's ``db``), races on a real SecantusDB."""
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import eventlet
 import jwt
@@ -32,7 +32,8 @@ def pending(db, user_id):
 def test_register_returns_the_user_and_stores_its_message(db):
     user = register(db, email="Ann@Example.org")
     assert set(user) == {"id", "username", "email", "secondary_emails", "role", "created_at",
-                         "version"}
+                         "version", "tokens_valid_after"}
+    assert user["tokens_valid_after"] is None
     assert user["version"] == 1
     assert user["username"] == "ann"
     assert user["email"] == "Ann@Example.org"  # stored as given
@@ -410,6 +411,47 @@ def test_a_deleted_account_is_gone_and_its_names_are_free(db, config):
 
     register(db, username="ann", email="ann@example.org")
     register(db, username="ann2", email="ann@work.example.org")
+
+
+# password change
+
+
+NEW_PASSWORD = "a brand new password"
+
+
+def test_change_password_needs_the_current_one_and_follows_the_registration_rule(db, config):
+    ann = register(db)
+    with pytest.raises(Unauthorized):
+        handlers.change_password(db, ann["id"], "not the password", NEW_PASSWORD)
+    with pytest.raises(ValidationError) as short:
+        handlers.change_password(db, ann["id"], PASSWORD, "short")
+    assert list(short.value.details) == ["new_password"]
+    with pytest.raises(ValidationError) as injected:
+        handlers.change_password(db, ann["id"], {"$ne": ""}, NEW_PASSWORD)
+    assert list(injected.value.details) == ["current_password"]
+    with pytest.raises(NotFound):
+        handlers.change_password(db, "0" * 32, PASSWORD, NEW_PASSWORD)
+    assert stored(db, ann["id"])["version"] == 1  # nothing changed
+    assert login(db, config, PASSWORD)["access_token"]
+
+
+def test_change_password_replaces_it_and_dates_the_tokens_that_stay_valid(db, config):
+    ann = register(db)
+    before = decode(config, login(db, config, PASSWORD))
+    changed = handlers.change_password(db, ann["id"], PASSWORD, NEW_PASSWORD)
+    assert changed["version"] == 2
+    valid_after = datetime.fromisoformat(changed["tokens_valid_after"].replace("Z", "+00:00"))
+    assert before["iat"] < valid_after.timestamp()  # the old token: issued before
+    message = pending(db, ann["id"])[-1]
+    assert message["event_type"] == "user_password_changed"
+    assert (message["version"], message["data"]) == (2, {"user": changed})
+    assert handlers.get(db, ann["id"]) == changed
+    assert NEW_PASSWORD not in str(stored(db, ann["id"]))
+
+    with pytest.raises(Unauthorized):
+        login(db, config, PASSWORD)
+    after = decode(config, login(db, config, NEW_PASSWORD))
+    assert after["iat"] >= valid_after.timestamp()  # a new token: issued after
 
 
 # admins

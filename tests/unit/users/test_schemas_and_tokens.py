@@ -60,15 +60,18 @@ def test_the_user_resource_has_the_api_fields_and_nothing_else():
     stored = {
         "_id": "abc", "username": "ann", "username_key": "ann", "email": "Ann@Example.org",
         "secondary_emails": ["b@c.org"], "email_keys": ["ann@example.org", "b@c.org"],
-        "role": "user", "password_hash": "$argon2id$...", "failed_logins": [], "version": 3,
+        "role": "user", "password_hash": "$argon2id$...", "version": 3,
         "created_at": datetime(2026, 3, 1, 12, 30, tzinfo=timezone.utc),
         "pending_events": [],
     }
     assert schemas.dump_user(stored) == {
         "id": "abc", "username": "ann", "email": "Ann@Example.org",
         "secondary_emails": ["b@c.org"], "role": "user", "created_at": "2026-03-01T12:30:00Z",
-        "version": 3,
+        "version": 3, "tokens_valid_after": None,
     }
+    changed = dict(stored, tokens_valid_after=datetime(2026, 3, 2, 8, 0, 0, 125000,
+                                                        tzinfo=timezone.utc))
+    assert schemas.dump_user(changed)["tokens_valid_after"] == "2026-03-02T08:00:00.125000Z"
 
 
 def test_a_token_carries_the_contract_claims():
@@ -79,7 +82,8 @@ def test_a_token_carries_the_contract_claims():
     claims = jwt.decode(issued["access_token"], "s" * 40, algorithms=["HS256"])
     assert claims["sub"] == "user-1"
     assert claims["role"] == "admin"
-    assert claims["exp"] - claims["iat"] == 120
+    assert claims["exp"] == int(claims["iat"]) + 120
+    assert claims["iat"] == round(claims["iat"], 3)  # milliseconds: compared with a change
     assert abs(claims["iat"] - time.time()) < 5
     again = jwt.decode(tokens.issue(config, "user-1", "admin")["access_token"], "s" * 40,
                        algorithms=["HS256"])
