@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar
 
 from tests.e2e.helpers import assert_error, login, new_account
+from tests.e2e.reminders_support import create_event
 from tests.support.waiting import wait_for
 
 
@@ -15,12 +16,10 @@ def a_topic():
     return f"feed{uuid.uuid4().hex[:10]}"
 
 
-def create(http, headers, **fields):
-    event = {"title": "Weekly jam", "topics": [fields.pop("topic")],
-             "starts_at": "2031-10-21T19:00:00+02:00", "timezone": "Europe/Madrid", **fields}
-    response = http.post("/events", json=event, headers=headers)
-    assert response.status_code == 201, response.text
-    return response.json()
+def create(http, headers, topic, **fields):
+    return create_event(http, headers, **{
+        "title": "Weekly jam", "topics": [topic], "starts_at": "2031-10-21T19:00:00+02:00",
+        "timezone": "Europe/Madrid", "ends_at": None, **fields})
 
 
 def feed(http, **params):
