@@ -176,14 +176,18 @@ def _check_test_broker():
 NO_TESTS_COLLECTED = 5  # pytest's exit status when a selection is empty
 
 
-LAYERS = ("unit", "integration", "e2e", "faults")
+def _layers():
+    """The folders of tests/ (unit, integration, e2e, browser, faults, ...)."""
+    return sorted(path.name for path in (ROOT / "tests").iterdir()
+                  if (path / "__init__.py").exists() and path.name != "support")
 
 
 def _test_paths(layer):
     return [f"tests/{layer}"] if layer else ["tests"]
 
 
-@task(help={"layer": "unit, integration, e2e or faults (default: all); slow: the slow layer",
+@task(help={"layer": "a folder of tests/: unit, integration, e2e, browser, faults (default: "
+                     "all); slow: the slow layer",
             "args": "extra pytest arguments, e.g. --args='-x -k users'",
             "slow": "run only the slow layer (long bursts, fault runs) instead"})
 def test(c, layer=None, args=None, slow=False):
@@ -195,8 +199,8 @@ def test(c, layer=None, args=None, slow=False):
     """
     if layer == "slow":
         layer, slow = None, True
-    if layer is not None and layer not in LAYERS:
-        raise Exit(f"error: no test layer {layer!r}; one of {', '.join(LAYERS)} or slow",
+    if layer is not None and layer not in _layers():
+        raise Exit(f"error: no test layer {layer!r}; one of {', '.join(_layers())} or slow",
                    code=2)
     _check_test_broker()
     started = time.monotonic()
