@@ -26,18 +26,26 @@ KEPT_CHANGING = "The event kept changing while this change was written; read it 
 _schema = EventFields()
 
 
-def create(db, fields):
-    document, message = new_event(fields)
+def create(db, fields, command_id=None):
+    """A new event. ``command_id`` (the gateway's, for an Idempotency-Key) becomes its
+    id: the same command again finds the event it made instead of making another."""
+    if command_id is not None:
+        done = storage.find_live(db, command_id) if isinstance(command_id, str) else None
+        if done is not None:
+            return to_resource(done)
+    document, message = new_event(fields, command_id)
     storage.insert(db, document, message)
     return message["data"]["event"]
 
 
-def new_event(fields):
+def new_event(fields, event_id=None):
     """A validated new event document and its `event_created` message, not yet stored."""
     values = _load(fields, partial=False)
     _check_times(values, values)
     now = _now()
-    document = {"_id": uuid.uuid4().hex, **values, "version": 1, "created_at": now,
+    if not (isinstance(event_id, str) and ID_PATTERN.fullmatch(event_id)):
+        event_id = uuid.uuid4().hex
+    document = {"_id": event_id, **values, "version": 1, "created_at": now,
                 "updated_at": now}
     event = to_resource(document)
     return document, new_message("events", "event_created", document["_id"], 1, event=event)

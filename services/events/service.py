@@ -22,8 +22,8 @@ class EventsService:
     consul = ConsulRegistration()
 
     @rpc
-    def create(self, fields):
-        event = handlers.create(self.db, fields)
+    def create(self, fields, command_id=None):
+        event = handlers.create(self.db, fields, command_id)
         self.outbox(storage.COLLECTION, event["id"])
         return event
 

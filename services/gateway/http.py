@@ -8,6 +8,8 @@ refuses before any route runs (a malformed request line or header, a bad
 Content-Length, 414, 431) by ``JsonHttpProtocol``, and anything else is a bug: 500
 ``internal_error``, logged with its traceback.
 """
+import functools
+import hashlib
 import inspect
 import json
 import logging
@@ -38,6 +40,7 @@ from bus.errors import (
     RateLimited,
     Unauthorized,
     Unavailable,
+    ValidationError,
 )
 from services.gateway.feed import ReadModels
 from services.gateway.read_models import GONE
@@ -377,20 +380,95 @@ class HttpEntrypoint(HttpRequestHandler):
         return args, kwargs
 
     def response_from_result(self, result):
-        if isinstance(result, Response):
-            return result
-        if result is None:
-            return Response(status=204)
-        if not isinstance(result, tuple):
-            return json_response(result)
-        status, headers, payload = result if len(result) == 3 else (result[0], None, result[1])
-        return json_response(payload, status, headers)
+        return result_response(result)
 
     def response_from_exception(self, exc):
         return exception_response(exc)
 
 
 http = HttpEntrypoint.decorator
+
+
+def result_response(result):
+    """The response for what a route returned (HttpEntrypoint's forms)."""
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status=204)
+    if not isinstance(result, tuple):
+        return json_response(result)
+    status, headers, payload = result if len(result) == 3 else (result[0], None, result[1])
+    return json_response(payload, status, headers)
+
+
+# --- Idempotency-Key (API.md v1.1) ----------------------------------------------------
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,127}")
+REPLAYED_HEADER = "Idempotent-Replayed"
+# Answers that say nothing final about the request are not kept: a retry runs it again.
+# 5xx: its outcome is unknown (a create that did happen is found again by its command
+# id); 401: the caller could not be told apart; 429: it did not run.
+NOT_KEPT = {401, 429}
+UNKEPT_HEADERS = {"content-length", "date", PROCESS_HEADER.lower()}
+
+
+def idempotent(route):
+    """For a POST route: with ``Idempotency-Key``, a retry by the same caller (the
+    token's account, else the client address) within 24 h gets the first response
+    again and runs nothing; the same key with another method, path or body is a 422
+    naming the header; while the first still runs, 409. The records live in the users
+    service (claim_request), so every gateway process and a restart see them.
+
+    The route finds ``request.command_id`` (from caller and key): a create passes it
+    on as the new resource's id, so running it again after an unknown outcome (a 503
+    after the command was done) finds the resource instead of making a second one."""
+
+    @functools.wraps(route)
+    def keyed(self, request, *args, **kwargs):
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return route(self, request, *args, **kwargs)
+        if not IDEMPOTENCY_KEY.fullmatch(key):
+            raise ValidationError({IDEMPOTENCY_HEADER: [
+                "1 to 128 printable ASCII characters, not starting with a space."]})
+        caller = self.auth.identity(request)
+        fingerprint = hashlib.sha256(json.dumps(
+            [request.method, request.path, request.query_string.decode("latin-1"),
+             kwargs.get("body")], sort_keys=True).encode()).hexdigest()
+        claimed = self.users.claim_request(caller, key, fingerprint)
+        if "response" in claimed:
+            kept = claimed["response"]
+            return Response(kept["body"], status=kept["status"],
+                            headers=[*kept["headers"], (REPLAYED_HEADER, "true")])
+        request.command_id = hashlib.sha256(
+            json.dumps([caller, key]).encode()).hexdigest()[:32]
+        try:
+            response = result_response(route(self, request, *args, **kwargs))
+        except Exception as exc:
+            response = exception_response(exc)
+        try:
+            if response.status_code >= 500 or response.status_code in NOT_KEPT:
+                self.users.release_request(caller, key, claimed["claim"])
+            else:
+                self.users.finish_request(caller, key, claimed["claim"], {
+                    "status": response.status_code,
+                    "headers": [(name, value) for name, value in response.headers
+                                if name.lower() not in UNKEPT_HEADERS],
+                    "body": response.get_data(as_text=True),
+                })
+        except DomainError as error:  # users did not answer: the claim's lease runs out
+            log.warning("could not record the answer to an idempotent request: %s", error)
+        return response
+
+    keyed.idempotent = True
+    return keyed
+
+
+def command_id(request):
+    """``{"command_id": ...}`` for a create under an Idempotency-Key (``idempotent``), else {}."""
+    found = getattr(request, "command_id", None)
+    return {} if found is None else {"command_id": found}
 
 
 # --- auth --------------------------------------------------------------------------
@@ -456,6 +534,14 @@ class Caller:
         if issued_before(claims, user.get("tokens_valid_after")):
             raise Unauthorized("The token was issued before the password was changed.")
         return user
+
+    def identity(self, request):
+        """Who makes the request, for Idempotency-Key: the token's account, or, without a
+        valid token, the client's address."""
+        try:
+            return "user:" + self.verifier.claims(request.headers.get("Authorization"))["sub"]
+        except Unauthorized:
+            return f"address:{request.remote_addr}"
 
     def admin(self, request):
         """As ``user``, and 403 unless the account is an admin now (the role in the token

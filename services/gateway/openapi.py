@@ -11,7 +11,12 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from services.gateway import schemas, web
-from services.gateway.http import MAX_BODY_BYTES, MAX_REQUEST_LINE
+from services.gateway.http import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_KEY,
+    MAX_BODY_BYTES,
+    MAX_REQUEST_LINE,
+)
 
 DESCRIPTION = f"""EventPost: discover social events by topic, time and place, and get email
 reminders about them.
@@ -233,6 +238,30 @@ def _operation(summary, auth, body, query, status, resource, errors, description
     return operation
 
 
+IDEMPOTENCY_DESCRIPTION = """Optional, 1 to 128 printable ASCII characters (not starting
+with a space). A retry with the same key by the same caller (the token's account, or
+without a valid token the client address) within 24 hours gets the first response again,
+same status and body, with `Idempotent-Replayed: true`, and changes nothing. The same key
+with another method, path or body: 422 naming `Idempotency-Key`. While the first request
+with the key still runs: 409. Answers 401, 429 and 5xx are not kept: a retry runs the
+request again, and a create whose outcome was unknown (a 503 after the command was done)
+finds the resource it made instead of making a second one."""
+
+
+def _idempotent(operation):
+    """Every POST takes Idempotency-Key (API.md v1.1)."""
+    operation.setdefault("parameters", []).append({
+        "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+        "description": IDEMPOTENCY_DESCRIPTION,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128,
+                   "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
+    })
+    for code in (409, 422):
+        operation["responses"].setdefault(
+            str(code), {"$ref": f"#/components/responses/{ERRORS[code][0]}"})
+    operation["responses"] = dict(sorted(operation["responses"].items()))
+
+
 def build():
     spec = APISpec(
         title="EventPost API", version="1.0.0", openapi_version="3.0.3",
@@ -268,6 +297,9 @@ def build():
     paths["/calendar/{token}.ics"] = {"get": _feed_operation(
         "A user's calendar feed (the token is the key: no auth header)", None,
         USER_FEED_DESCRIPTION)}
+    for operations in paths.values():
+        if "post" in operations:
+            _idempotent(operations["post"])
     for path, operations in paths.items():
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -21,7 +21,15 @@ from bus.logs import CallContext
 from bus.messages import utc_now
 from services.gateway import calendar, link_pages, openapi, web
 from services.gateway.feed import ReadModels
-from services.gateway.http import Auth, WorkerPool, error_body, http, json_body_response
+from services.gateway.http import (
+    Auth,
+    WorkerPool,
+    command_id,
+    error_body,
+    http,
+    idempotent,
+    json_body_response,
+)
 from services.gateway.read_models import GONE
 from services.gateway.rpc import TimedRpcProxy
 from services.gateway.schemas import (
@@ -91,12 +99,14 @@ class GatewayService(web.WebApp):
     # --- accounts -----------------------------------------------------------------
 
     @http("POST", "/users")
+    @idempotent
     def register(self, request, body):
         user = self.users.register(**load(Registration, body))
         self.read_models.accounts.apply(user)
         return 201, public_user(user)
 
     @http("POST", "/auth/token")
+    @idempotent
     def issue_token(self, request, body):
         # the client's address: login throttling counts failures per name and address
         token = self.users.authenticate(**load(Credentials, body), client=request.remote_addr)
@@ -114,6 +124,7 @@ class GatewayService(web.WebApp):
         return public_user(changed)
 
     @http("POST", "/users/me/emails")
+    @idempotent
     def add_email(self, request, body):
         user = self.auth.user(request)
         changed = self.users.add_email(user["id"], load(EmailAddress, body)["email"])
@@ -121,6 +132,7 @@ class GatewayService(web.WebApp):
         return 201, public_user(changed)
 
     @http("POST", "/users/me/password")
+    @idempotent
     def change_password(self, request, body):
         user = self.auth.user(request)
         changed = self.users.change_password(user["id"], **load(PasswordChange, body))
@@ -139,6 +151,7 @@ class GatewayService(web.WebApp):
         self.read_models.accounts.remove(user["id"])  # its tokens stop working here at once
 
     @http("POST", "/users/me/calendar", body="optional")
+    @idempotent
     def new_calendar_feed(self, request, body):
         user = self.auth.user(request)
         token = self.notifications.new_calendar_feed(user["id"])
@@ -185,6 +198,7 @@ class GatewayService(web.WebApp):
         return link_pages.confirm(self.web.headers, link, reminder, request.path)
 
     @http("POST", "/links/<token>", body="ignored")
+    @idempotent
     def follow_link(self, request, token):
         link = links.verify(setting(self.config, "JWT_SECRET"), token, utc_now())
         result = self.notifications.follow_link(link["sub"], link["tgt"], link["act"],
@@ -234,9 +248,10 @@ class GatewayService(web.WebApp):
         return json_body_response(body)
 
     @http("POST", "/events")
+    @idempotent
     def create_event(self, request, body):
         self.auth.admin(request)
-        event = self.events.create(load(EventCreate, body))
+        event = self.events.create(load(EventCreate, body), **command_id(request))
         self.read_models.events.apply(event)
         return 201, event
 
@@ -256,9 +271,11 @@ class GatewayService(web.WebApp):
     # --- notifications ------------------------------------------------------------
 
     @http("POST", "/notifications")
+    @idempotent
     def create_notification(self, request, body):
         user = self.auth.user(request)
-        return 201, self.notifications.create(user, load(NotificationCreate, body))
+        return 201, self.notifications.create(user, load(NotificationCreate, body),
+                                              **command_id(request))
 
     @http("GET", "/notifications")
     def list_notifications(self, request):
@@ -278,6 +295,7 @@ class GatewayService(web.WebApp):
         return self.notifications.update(user, notification_id, changes)
 
     @http("POST", "/notifications/<notification_id>/snooze")
+    @idempotent
     def snooze_notification(self, request, notification_id, body):
         user = self.auth.user(request)
         minutes = load(Snooze, body)["minutes"]

@@ -15,6 +15,7 @@ stores the copy before it looks at the reminders, so whichever comes second sees
 the other.
 """
 import logging
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -30,6 +31,7 @@ from .schemas import Changes, CreateFields, Filters, decode_cursor, encode_curso
 
 log = logging.getLogger(__name__)
 IN_THE_PAST = "The reminder time must be in the future."
+REMINDER_ID = re.compile(r"[0-9a-f]{32}")  # the form of the ids this service makes
 NOT_YOURS = "Not one of your account's emails."
 DEAD_EVENT = "Unknown or cancelled event."
 RETRIES = 5  # attempts of an event follow-up's compare-and-set before it logs and gives up
@@ -250,8 +252,16 @@ def check_user(db, user):
     return user
 
 
-def create(db, user, fields, now, fetch_event, relay, withdraw):
+def create(db, user, fields, now, fetch_event, relay, withdraw, command_id=None):
+    """A new reminder. ``command_id`` (the gateway's, for an Idempotency-Key) becomes its
+    id: the same command again finds the reminder it made instead of making another."""
     user = check_user(db, user)
+    if isinstance(command_id, str) and REMINDER_ID.fullmatch(command_id):
+        done = storage.find_reminder(db, user["id"], command_id)
+        if done is not None:
+            return resource(done)
+    else:
+        command_id = None
     data = load(CreateFields(), fields)
     copy = known_event(db, data["event_id"], fetch_event)
     if not is_live(copy):
@@ -265,7 +275,7 @@ def create(db, user, fields, now, fetch_event, relay, withdraw):
     if remind_at <= now:
         raise ValidationError({field: [IN_THE_PAST]})
     reminder = {
-        "_id": uuid.uuid4().hex,
+        "_id": command_id or uuid.uuid4().hex,
         "user_id": user["id"],
         "event_id": copy["_id"],
         "email": email,

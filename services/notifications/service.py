@@ -46,9 +46,9 @@ class NotificationsService:
     # RPC (the gateway)
 
     @rpc
-    def create(self, user, fields):
+    def create(self, user, fields, command_id=None):
         created = handlers.create(self.db, user, fields, utc_now(), self._fetch_event,
-                                  self.outbox, self._withdraw)
+                                  self.outbox, self._withdraw, command_id)
         self.clock.wake(parse_time(created["remind_at"]))
         return created
 

@@ -324,6 +324,62 @@ def change_password(db, user_id, current_password, new_password):
     return compare_and_set(attempt, KEPT_CHANGING)
 
 
+# --- Idempotency-Key (API.md v1.1): the gateway's record of each caller's keyed POSTs ---
+# Kept here because the gateway owns no database and every gateway process must see the
+# same records (README, "Logins, tokens and retries").
+
+REQUEST_TTL = timedelta(hours=24)
+# A claim not finished within this long is taken to be dead (its gateway process died):
+# the next retry runs the request again. Longer than any RPC timeout the gateway waits.
+REQUEST_LEASE = timedelta(seconds=60)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def claim_request(db, caller, key, fingerprint):
+    """Start the request ``key`` of ``caller`` (``fingerprint``: a hash of its method,
+    path and body). ``{"claim": id}`` to run it, ``{"response": {status, headers,
+    body}}`` to answer it again; ``Conflict`` while the first one still runs,
+    ``ValidationError`` naming Idempotency-Key if the key came with another request."""
+    request_id = storage.request_key(caller, key)
+    while True:
+        now = utc_now()
+        fresh = {"_id": request_id, "fingerprint": fingerprint, "state": "running",
+                 "claim": uuid.uuid4().hex, "lease_until": now + REQUEST_LEASE,
+                 "expires_at": now + REQUEST_TTL}
+        if storage.insert_request(db, fresh):
+            return {"claim": fresh["claim"]}
+        record = storage.find_request(db, request_id)
+        if record is None:
+            continue  # expired and removed meanwhile: claim anew
+        if record["expires_at"] <= now:
+            fresh["_id"] = record["_id"]
+        elif record["fingerprint"] != fingerprint:
+            raise ValidationError({IDEMPOTENCY_HEADER: [
+                "This key was used with another request (method, path or body)."]})
+        elif record["state"] == "done":
+            return {"response": record["response"]}
+        elif record["lease_until"] > now:
+            raise Conflict("A request with this Idempotency-Key is still running.",
+                           {IDEMPOTENCY_HEADER: ["still running; retry later"]})
+        else:  # its gateway died while running it: this retry runs it again
+            fresh = dict(fresh, expires_at=record["expires_at"])
+        if storage.replace_request(db, record, fresh):
+            return {"claim": fresh["claim"]}
+
+
+def finish_request(db, caller, key, claim, response):
+    """Keep ``response`` ({status, headers, body}) as the answer to every retry."""
+    request_id = storage.request_key(caller, key)
+    record = storage.find_request(db, request_id)
+    if record is not None and record["claim"] == claim:
+        storage.replace_request(db, record, dict(record, state="done", response=response))
+
+
+def release_request(db, caller, key, claim):
+    """The request's outcome is unknown (a 5xx): forget it, so that a retry runs it."""
+    storage.delete_request(db, storage.request_key(caller, key), claim)
+
+
 def all_accounts(db, after_id=None, limit=500):
     """A page of live accounts ordered by id, for read models (the gateway's)."""
     page = page_by_id(db[storage.USERS], storage.LIVE, after_id, limit)

@@ -62,6 +62,18 @@ class UsersService:
         return user
 
     @rpc
+    def claim_request(self, caller, key, fingerprint):
+        return handlers.claim_request(self.db, caller, key, fingerprint)
+
+    @rpc
+    def finish_request(self, caller, key, claim, response):
+        handlers.finish_request(self.db, caller, key, claim, response)
+
+    @rpc
+    def release_request(self, caller, key, claim):
+        handlers.release_request(self.db, caller, key, claim)
+
+    @rpc
     def all_accounts(self, after_id=None, limit=500):
         return handlers.all_accounts(self.db, after_id, limit)
 

@@ -21,6 +21,9 @@ USERS = "users"
 # One document per throttle (a login name from one address, or one address); MongoDB
 # deletes it once its last attempt is older than the throttling window.
 LOGIN_ATTEMPTS = "login_attempts"
+# Idempotency-Key records of the gateway (handlers.claim_request): one per caller and
+# key, deleted by MongoDB once ``expires_at`` (24 h after the first request) is past.
+REQUESTS = "idempotent_requests"
 LIVE = {"deleted_at": None}
 
 
@@ -31,6 +34,7 @@ def ensure_indexes(db):
     users.create_index("email_keys", unique=True, sparse=True, name="email_unique")
     db[LOGIN_ATTEMPTS].create_index("expires_at", expireAfterSeconds=0,
                                     name="login_attempts_expire")
+    db[REQUESTS].create_index("expires_at", expireAfterSeconds=0, name="requests_expire")
 
 
 def email_key(email):
@@ -108,3 +112,32 @@ def login_succeeded(db, name_key, address_key, attempt_id):
     attempt does not count against the address."""
     db[LOGIN_ATTEMPTS].delete_one({"_id": name_key})
     forget_login_attempt(db, [address_key], attempt_id)
+
+
+# --- idempotent requests (handlers.claim_request) --------------------------------------
+
+def request_key(caller, key):
+    return json.dumps([caller, key])
+
+
+def insert_request(db, record):
+    """Store a new record; False if one with its ``_id`` exists."""
+    try:
+        db[REQUESTS].insert_one(record)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+def find_request(db, request_id):
+    return db[REQUESTS].find_one({"_id": request_id})
+
+
+def replace_request(db, before, after):
+    """Replace ``before`` by ``after`` if it is unchanged (same claim); True if it was."""
+    query = {"_id": before["_id"], "claim": before["claim"]}
+    return db[REQUESTS].replace_one(query, after).matched_count == 1
+
+
+def delete_request(db, request_id, claim):
+    db[REQUESTS].delete_one({"_id": request_id, "claim": claim, "state": "running"})

@@ -254,9 +254,11 @@ class FakeUsersStorage(FakeStorage):
 
     USERS = users_storage.USERS
     LOGIN_ATTEMPTS = users_storage.LOGIN_ATTEMPTS
+    REQUESTS = users_storage.REQUESTS
     LIVE = users_storage.LIVE
-    COLLECTIONS = {USERS: ("username_key", "email_keys"), LOGIN_ATTEMPTS: ()}
+    COLLECTIONS = {USERS: ("username_key", "email_keys"), LOGIN_ATTEMPTS: (), REQUESTS: ()}
     throttle_key = staticmethod(users_storage.throttle_key)
+    request_key = staticmethod(users_storage.request_key)
     email_key = staticmethod(users_storage.email_key)
     email_keys = staticmethod(users_storage.email_keys)
     duplicate_field = staticmethod(users_storage.duplicate_field)
@@ -292,6 +294,28 @@ class FakeUsersStorage(FakeStorage):
         for key in keys:
             self[self.LOGIN_ATTEMPTS].update({"_id": key},
                                              {"$pull": {"attempts": {"id": attempt_id}}})
+
+    def insert_request(self, db, record):
+        try:
+            self[self.REQUESTS].insert_one(record)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def find_request(self, db, request_id):
+        return self[self.REQUESTS].find_one({"_id": request_id})
+
+    def replace_request(self, db, before, after):
+        held = self[self.REQUESTS].documents.get(before["_id"])
+        if held is None or held["claim"] != before["claim"]:
+            return False
+        self[self.REQUESTS].documents[before["_id"]] = copy.deepcopy(after)
+        return True
+
+    def delete_request(self, db, request_id, claim):
+        held = self[self.REQUESTS].documents.get(request_id)
+        if held is not None and held["claim"] == claim and held["state"] == "running":
+            del self[self.REQUESTS].documents[request_id]
 
     def login_succeeded(self, db, name_key, address_key, attempt_id):
         self[self.LOGIN_ATTEMPTS].documents.pop(name_key, None)

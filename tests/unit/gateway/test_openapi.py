@@ -116,3 +116,18 @@ def test_429_documents_retry_after_and_the_search_parameters_are_listed():
 def test_every_operation_documents_what_the_http_server_refuses_before_routing():
     for method, path, operation in operations(openapi.document()):
         assert {"400", "414", "431"} <= set(operation["responses"]), (method, path)
+
+
+def test_every_post_takes_an_idempotency_key_and_documents_its_409_and_422():
+    for method, path, operation in operations(openapi.document()):
+        if method == "post":
+            [header] = [p for p in operation["parameters"] if p["in"] == "header"]
+            assert header["name"] == "Idempotency-Key" and not header["required"]
+            assert {"409", "422"} <= set(operation["responses"]), path
+
+
+def test_every_post_route_is_idempotent():
+    for _, function in inspect.getmembers(GatewayService, inspect.isfunction):
+        for entrypoint in getattr(function, ENTRYPOINT_EXTENSIONS_ATTR, ()):
+            if isinstance(entrypoint, HttpEntrypoint) and entrypoint.method == "POST":
+                assert getattr(function, "idempotent", False), function.__name__

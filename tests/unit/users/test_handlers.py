@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from bus.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationError
-from services.users import handlers
+from services.users import handlers, storage
 
 PASSWORD = "correct horse battery"
 
@@ -483,3 +483,44 @@ def test_create_admin_validates_like_register(db):
     with pytest.raises(ValidationError) as caught:
         handlers.create_admin(db, {"$ne": ""}, "root@example.org", PASSWORD)
     assert list(caught.value.details) == ["username"]
+
+
+# Idempotency-Key records
+
+
+def test_a_keyed_request_is_claimed_once_then_answered_again(db):
+    claimed = handlers.claim_request(db, "user:u1", "k1", "fp")
+    with pytest.raises(Conflict) as running:  # the first is still running
+        handlers.claim_request(db, "user:u1", "k1", "fp")
+    assert "Idempotency-Key" in running.value.details
+    with pytest.raises(ValidationError) as other:
+        handlers.claim_request(db, "user:u1", "k1", "another body")
+    assert list(other.value.details) == ["Idempotency-Key"]
+    response = {"status": 201, "headers": [["Content-Type", "application/json"]],
+                "body": '{"id": "e1"}'}
+    handlers.finish_request(db, "user:u1", "k1", claimed["claim"], response)
+    assert handlers.claim_request(db, "user:u1", "k1", "fp") == {"response": response}
+    assert "claim" in handlers.claim_request(db, "user:u2", "k1", "fp")  # another caller
+
+
+def test_a_released_or_abandoned_claim_lets_a_retry_run(db):
+    claimed = handlers.claim_request(db, "user:u1", "k1", "fp")
+    handlers.release_request(db, "user:u1", "k1", claimed["claim"])
+    again = handlers.claim_request(db, "user:u1", "k1", "fp")
+    assert again["claim"] != claimed["claim"]
+    # its gateway died: once the lease is over, a retry runs it
+    record = db[storage.REQUESTS].documents[storage.request_key("user:u1", "k1")]
+    record["lease_until"] -= handlers.REQUEST_LEASE
+    taken = handlers.claim_request(db, "user:u1", "k1", "fp")
+    assert taken["claim"] not in (claimed["claim"], again["claim"])
+    handlers.finish_request(db, "user:u1", "k1", again["claim"], {"status": 200})  # too late:
+    with pytest.raises(Conflict):  # the retry that took over is the one running
+        handlers.claim_request(db, "user:u1", "k1", "fp")
+
+
+def test_a_record_older_than_a_day_is_forgotten(db):
+    claimed = handlers.claim_request(db, "user:u1", "k1", "fp")
+    handlers.finish_request(db, "user:u1", "k1", claimed["claim"], {"status": 201})
+    record = db[storage.REQUESTS].documents[storage.request_key("user:u1", "k1")]
+    record["expires_at"] -= handlers.REQUEST_TTL
+    assert "claim" in handlers.claim_request(db, "user:u1", "k1", "another body")
