@@ -1,5 +1,4 @@
 """What people do with the web app, in Chromium, against the whole running system."""
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -14,6 +13,21 @@ const d = new Date(Date.now() + arguments[0] * 1000);
 const pad = (n) => String(n).padStart(2, "0");
 return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T` +
        `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+"""
+
+
+# ms from asking discover for the topic until the event is in its list (null: not in 5 s)
+SHOWN_IN_DISCOVER = """
+const [topic, title, done] = arguments;
+const started = performance.now();
+location.hash = `#/?topic=${encodeURIComponent(topic)}`;
+const check = () => {
+  const list = document.querySelector('.event-list');
+  if (list && list.textContent.includes(title)) return done(performance.now() - started);
+  if (performance.now() - started > 5000) return done(null);
+  setTimeout(check, 10);
+};
+check();
 """
 
 
@@ -113,11 +127,11 @@ def test_an_admin_creates_an_event_and_it_is_in_discover_within_a_second(browser
     browser.fill("place_lng", str(PARIS[1]))
     browser.click_button("Create event")
     browser.wait_for_text("#main h1", title)
-    created = time.monotonic()
     assert "07:30 PM GMT+1 (Europe/Paris)" in browser.find(".details").text  # its own zone
-    browser.go(f"/?topic={topic}")
-    browser.wait_for_text(".event-list", title, timeout=1.0)
-    assert time.monotonic() - created < 1.0
+    # timed in the page, so the driver's own round trips (slow on a busy machine) do not count
+    shown_after = browser.driver.execute_async_script(SHOWN_IN_DISCOVER, topic, title)
+    assert shown_after is not None and shown_after < 1000, shown_after
+    browser.wait_for_text(".event-list", title)
 
     # edit, cancel and delete it
     browser.wait_for_text(".event-list a", title).click()

@@ -77,6 +77,29 @@ function passwordSection() {
     h("h2", { id: "password-heading" }, "Password"), form);
 }
 
+function calendarSection() {
+  const shown = h("div", { class: "feed-url" });
+  const make = h("button", { type: "button", class: "secondary" }, "Make my calendar feed URL");
+  make.addEventListener("click", async () => {
+    make.disabled = true;
+    try {
+      const { url } = await api.post("/users/me/calendar");
+      replace(shown, field("feed_url", "Your feed URL (keep it secret: it needs no password)", {
+        value: url, readonly: true, onfocus: (e) => e.target.select(),
+      }));
+      make.textContent = "Make a new URL (the old one stops working)";
+    } catch (error) {
+      flash(error.message, "error");
+    } finally {
+      make.disabled = false;
+    }
+  });
+  return h("section", { "aria-labelledby": "calendar-heading" },
+    h("h2", { id: "calendar-heading" }, "Calendar feed"),
+    h("p", { class: "hint" }, "Every event you have a reminder for, with an alarm per reminder, for your calendar app to subscribe to."),
+    make, shown);
+}
+
 function deleteSection() {
   return h("section", { "aria-labelledby": "delete-heading" },
     h("h2", { id: "delete-heading" }, "Delete account"),
@@ -103,5 +126,5 @@ export async function render(main) {
       h("dt", {}, "Username"), h("dd", {}, user.username),
       h("dt", {}, "Role"), h("dd", {}, user.role),
       h("dt", {}, "Member since"), h("dd", {}, new Date(user.created_at).toLocaleDateString())),
-    emailSection(rerender), passwordSection(), deleteSection());
+    emailSection(rerender), passwordSection(), calendarSection(), deleteSection());
 }
