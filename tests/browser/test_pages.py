@@ -4,6 +4,7 @@ Content-Security-Policy on the page, user text shown as text, and the keyboard a
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from selenium.webdriver.common.keys import Keys
 
 from tests.browser.helpers import create_event, new_account
@@ -31,6 +32,8 @@ def _check(browser, name):
     browser.collect_console(name)
 
 
+# nine pages, each pictured twice: ~30 s alone, minutes on a machine busy with other runs
+@pytest.mark.timeout(360)
 def test_every_page(browser, system, http, admin, admin_headers):
     browser.console.clear()
     topic = f"folk{uuid.uuid4().hex[:6]}"
