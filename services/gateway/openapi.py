@@ -29,6 +29,21 @@ Conventions (beyond API.md):
   A query parameter other than `topic` given twice is a 422.
 - Times are RFC 3339 with an offset; an unencoded `+` in a query-string offset
   (which URL decoding turns into a space) is read as the `+` it was meant to be.
+- Times keep millisecond precision: finer input is rounded down to the millisecond.
+  Accepted times lie from 0001-01-02T00:00:00Z to 9999-12-30T23:59:59.999Z (a day
+  inside the calendar, so every time zone can show them); others are a 422.
+- Text (API.md v1.1): no string takes control characters (U+0000..U+001F,
+  U+007F..U+009F) except `\\n` and `\\t` in `description` and `message`; the other
+  strings (titles, subjects, names, topics, addresses, ...) take no line breaks
+  (U+2028 and U+2029 included). Lone surrogates are refused everywhere. Passwords may
+  hold any characters. Each field's `minLength`, `maxLength`, `pattern`, `minimum` and
+  `maximum` here are the rules the gateway and the services apply (bus.fields); where
+  API.md is silent: `email` at most 254 characters (the longest deliverable address),
+  `message` 4000, `subject`, `organizer`, a place's `name` and `event_id` 200, a
+  place's `address` and `q` 500.
+- A change that keeps losing the race against concurrent changes of the same resource
+  is retried a few times, then answered 409 `conflict`: read the resource and retry.
+- Cursors are opaque; a cursor that this API did not make is a 422 naming `cursor`.
 - A body check (400, 413) happens before authentication; 401/403 come before 422.
 - 401 responses carry `WWW-Authenticate: Bearer`; 429 responses carry `Retry-After`
   (seconds).
@@ -109,12 +124,12 @@ OPERATIONS = [
      [], None),
     ("patch", "/users/me", "Change the primary email", "user", schemas.EmailAddress, None,
      200, schemas.User, [409], None),
-    ("delete", "/users/me", "Delete the account", "user", None, None, 204, None, [],
+    ("delete", "/users/me", "Delete the account", "user", None, None, 204, None, [409],
      "The token stops working at once; the user's notifications are deleted."),
     ("post", "/users/me/emails", "Add a secondary email", "user", schemas.EmailAddress,
      None, 201, schemas.User, [409], ADD_EMAIL_DESCRIPTION),
     ("delete", "/users/me/emails/{email}", "Remove a secondary email", "user", None, None,
-     204, None, [404, 422], "Reminders using it follow to the primary email. The primary "
+     204, None, [404, 409, 422], "Reminders using it follow to the primary email. The primary "
      "email cannot be removed (422; change it with PATCH /users/me instead)."),
     ("post", "/users/me/password", "Change the password", "user", schemas.PasswordChange,
      None, 204, None, [], "`new_password` follows registration's rule (8..256 "
@@ -129,9 +144,9 @@ OPERATIONS = [
     ("get", "/events/{event_id}", "An event (write side: a 201 is visible at once)", None,
      None, None, 200, schemas.Event, [404], None),
     ("patch", "/events/{event_id}", "Change an event", "admin", schemas.EventChanges, None,
-     200, schemas.Event, [404], UPDATE_EVENT_DESCRIPTION),
+     200, schemas.Event, [404, 409], UPDATE_EVENT_DESCRIPTION),
     ("delete", "/events/{event_id}", "Delete an event", "admin", None, None, 204, None,
-     [404], "Its scheduled reminders are cancelled and their owners told by email."),
+     [404, 409], "Its scheduled reminders are cancelled and their owners told by email."),
     ("post", "/notifications", "Set a reminder", "user", schemas.NotificationCreate, None,
      201, schemas.Notification, [], CREATE_NOTIFICATION_DESCRIPTION),
     ("get", "/notifications", "The caller's reminders, by remind_at", "user", None,

@@ -8,65 +8,36 @@ schemas document the responses in /openapi.json.
 """
 import functools
 import re
-import zoneinfo
 
 from marshmallow import RAISE, Schema, fields, post_load, pre_load, validates_schema
 from marshmallow import ValidationError as FieldError
-from marshmallow.validate import Length, OneOf, Range, Regexp
+from marshmallow.validate import Length, OneOf, Range
 
+from bus import fields as rules
 from bus import times
 from bus.errors import ValidationError, validation_error
 from bus.messages import iso, utc_now
 
-USERNAME_PATTERN = r"^[a-z0-9_.-]{3,30}$"
 EVENT_STATUSES = ["scheduled", "cancelled"]
 NOTIFICATION_STATUSES = ["scheduled", "sent", "failed", "cancelled"]
-MAX_SNOOZE_MINUTES = 7 * 24 * 60
-# Ten years: far beyond any real reminder, and keeps the arithmetic in range.
-MAX_BEFORE_MINUTES = 10 * 366 * 24 * 60
-MAX_RADIUS_KM = 500
-PAGE_LIMIT = 100  # a list's `limit`: 1..this
+PAGE_LIMIT = rules.LIMIT[1]  # a list's `limit`: 1..this
 MAX_FEED_EVENTS = 500  # GET /events.ics: the soonest this many
-DEFAULT_RADIUS_KM = 10.0
-TIMEZONES = frozenset(zoneinfo.available_timezones())
-
 TIME_MESSAGE = times.MESSAGE
 
-# --- fields --------------------------------------------------------------------------
+# --- fields (their rules: bus.fields) ------------------------------------------------
 
-class Time(fields.String):
+class Time(rules.Time):
     """RFC 3339 with an offset in, UTC ``...Z`` string out."""
 
     def __init__(self, in_query=False, **kwargs):
-        kwargs.setdefault("metadata", {})["format"] = "date-time"
-        super().__init__(**kwargs)
+        super().__init__(as_text=True, **kwargs)
         self.in_query = in_query
 
-    def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
+    def _text(self, text):
         if self.in_query:
             # an unencoded "+01:00" in a URL arrives as " 01:00": read it as meant
             text = re.sub(r"(T\d{2}:\d{2}:\d{2}(?:\.\d+)?) (\d{2}:\d{2})$", r"\1+\2", text)
-        try:
-            return iso(times.parse(text))
-        except ValueError as error:
-            raise FieldError(str(error)) from None
-
-
-class Number(fields.Float):
-    """A JSON number: unlike Float, a numeric string is not accepted."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class Topic(fields.String):
-    """Trimmed and lower-cased, then checked for length."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).strip().lower()
+        return text
 
 
 class LatLng(fields.String):
@@ -83,20 +54,6 @@ class LatLng(fields.String):
         if not (-90 <= lat <= 90 and -180 <= lng <= 180):  # also false for nan
             raise FieldError(self.MESSAGE)
         return {"lat": lat, "lng": lng}
-
-
-def not_blank(value):
-    if not value.strip():
-        raise FieldError("Must not be blank.")
-
-
-def is_timezone(value):
-    if value not in TIMEZONES:
-        raise FieldError("Must be an IANA time zone name, e.g. Europe/Paris.")
-
-
-def email_field(**kwargs):
-    return fields.Email(validate=Length(max=254), **kwargs)
 
 
 def one_of(data, first, second, required):
@@ -119,30 +76,25 @@ class Body(Schema):
 
 
 class Registration(Body):
-    username = fields.String(
-        required=True,
-        validate=Regexp(USERNAME_PATTERN, error="Must be 3 to 30 of a-z, 0-9, '_', '.' and '-'."),
-    )
-    email = email_field(required=True)
-    password = fields.String(required=True, validate=Length(8, 256), load_only=True)
+    username = rules.username(required=True)
+    email = rules.Email(required=True)
+    password = rules.Secret(rules.PASSWORD, required=True, load_only=True)
 
 
 class PasswordChange(Body):
     """The current password (any string: a wrong one is a 401 from users) and a new one
     under registration's rule."""
 
-    current_password = fields.String(required=True, validate=Length(1, 256), load_only=True)
-    new_password = fields.String(
-        required=True, validate=Registration._declared_fields["password"].validate,
-        load_only=True)
+    current_password = rules.Secret((1, rules.PASSWORD[1]), required=True, load_only=True)
+    new_password = rules.Secret(rules.PASSWORD, required=True, load_only=True)
 
 
 class Credentials(Body):
     """Login by username or email. Shape only: a wrong one is a 401 from users."""
 
-    username = fields.String(validate=Length(1, 256))
-    email = fields.String(validate=Length(1, 256))
-    password = fields.String(required=True, validate=Length(1, 256), load_only=True)
+    username = rules.Text(rules.LOGIN_NAME)
+    email = rules.Text(rules.LOGIN_NAME)
+    password = rules.Secret((1, rules.PASSWORD[1]), required=True, load_only=True)
 
     @validates_schema(skip_on_field_errors=False)
     def _username_or_email(self, data, **kwargs):
@@ -150,25 +102,25 @@ class Credentials(Body):
 
 
 class EmailAddress(Body):
-    email = email_field(required=True)
+    email = rules.Email(required=True)
 
 
 class Place(Body):
-    name = fields.String(required=True, validate=[Length(1, 200), not_blank])
-    address = fields.String(allow_none=True, load_default=None, validate=Length(max=500))
-    lat = Number(required=True, validate=Range(-90, 90))
-    lng = Number(required=True, validate=Range(-180, 180))
+    name = rules.Text(rules.PLACE_NAME, blank=False, required=True)
+    address = rules.Text(rules.ADDRESS, allow_none=True, load_default=None)
+    lat = rules.latitude(required=True)
+    lng = rules.longitude(required=True)
 
 
 class EventFields(Body):
-    title = fields.String(validate=[Length(1, 120), not_blank])
-    description = fields.String(validate=Length(max=4000))
-    topics = fields.List(Topic(validate=Length(1, 40)), validate=Length(1, 10))
+    title = rules.Text(rules.TITLE, blank=False)
+    description = rules.Text(rules.DESCRIPTION, lines=True)
+    topics = fields.List(rules.Topic(), validate=Length(*rules.TOPICS))
     starts_at = Time()
     ends_at = Time(allow_none=True)
-    timezone = fields.String(validate=is_timezone)
+    timezone = rules.timezone_name()
     place = fields.Nested(Place, allow_none=True)
-    organizer = fields.String(allow_none=True, validate=Length(1, 200))
+    organizer = rules.Text(rules.ORGANIZER, allow_none=True)
     status = fields.String(validate=OneOf(EVENT_STATUSES))
 
     @validates_schema(skip_on_field_errors=False)
@@ -185,14 +137,14 @@ class EventFields(Body):
 
 
 class EventCreate(EventFields):
-    title = fields.String(required=True, validate=[Length(1, 120), not_blank])
+    title = rules.Text(rules.TITLE, blank=False, required=True)
     starts_at = Time(required=True)
-    description = fields.String(load_default="", validate=Length(max=4000))
-    topics = fields.List(Topic(validate=Length(1, 40)), required=True, validate=Length(1, 10))
+    description = rules.Text(rules.DESCRIPTION, lines=True, load_default="")
+    topics = fields.List(rules.Topic(), required=True, validate=Length(*rules.TOPICS))
     ends_at = Time(allow_none=True, load_default=None)
-    timezone = fields.String(load_default="UTC", validate=is_timezone)
+    timezone = rules.timezone_name(load_default="UTC")
     place = fields.Nested(Place, allow_none=True, load_default=None)
-    organizer = fields.String(allow_none=True, load_default=None, validate=Length(1, 200))
+    organizer = rules.Text(rules.ORGANIZER, allow_none=True, load_default=None)
     status = fields.String(load_default="scheduled", validate=OneOf(EVENT_STATUSES))
 
 
@@ -205,14 +157,14 @@ class EventChanges(EventFields):
 
 class NotificationFields(Body):
     remind_at = Time()
-    before_minutes = fields.Integer(strict=True, validate=Range(0, MAX_BEFORE_MINUTES))
-    email = email_field()
-    subject = fields.String(validate=[Length(1, 200), not_blank])
-    message = fields.String(allow_none=True, validate=Length(max=2000))
+    before_minutes = rules.integer(rules.BEFORE_MINUTES)
+    email = rules.Email()
+    subject = rules.Text(rules.SUBJECT, blank=False)
+    message = rules.Text(rules.MESSAGE, lines=True, allow_none=True)
 
 
 class NotificationCreate(NotificationFields):
-    event_id = fields.String(required=True, validate=Length(1, 200))
+    event_id = rules.Text(rules.EVENT_ID, required=True)
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _one_time(self, data, original, **kwargs):
@@ -232,7 +184,7 @@ class NotificationChanges(NotificationFields):
 
 
 class Snooze(Body):
-    minutes = fields.Integer(required=True, strict=True, validate=Range(1, MAX_SNOOZE_MINUTES))
+    minutes = rules.integer(rules.SNOOZE_MINUTES, required=True)
 
 
 # --- query strings -------------------------------------------------------------------
@@ -245,19 +197,19 @@ class Query(Schema):
     class Meta:
         unknown = RAISE
 
-    limit = fields.Integer(load_default=20, validate=Range(1, PAGE_LIMIT))
-    cursor = fields.String(validate=Length(1, 2000))
+    limit = fields.Integer(load_default=rules.DEFAULT_LIMIT, validate=Range(*rules.LIMIT))
+    cursor = rules.Text(rules.CURSOR)
 
 
 class EventSearch(Query):
     repeatable = ("topic",)
 
-    topic = fields.List(
-        Topic(validate=Length(1, 40)), validate=Length(max=50),
+    topic = fields.List(  # empty parts of a comma-separated list are left out
+        rules.Topic(bounds=(0, rules.TOPIC[1])), validate=Length(max=rules.SEARCH_TOPICS_MAX),
         metadata={"description": "Repeatable or comma-separated; any of them matches."},
     )
-    q = fields.String(
-        validate=Length(max=500),
+    q = rules.Text(
+        rules.WORDS,
         metadata={"description": "Words that must all appear (case-insensitive)."},
     )
     from_ = Time(in_query=True, data_key="from",
@@ -265,8 +217,10 @@ class EventSearch(Query):
     to = Time(in_query=True, metadata={"description": "Events starting before."})
     near = LatLng(metadata={"description": "lat,lng, e.g. 48.85,2.35"})
     radius_km = fields.Float(
-        load_default=DEFAULT_RADIUS_KM,
-        validate=Range(0, MAX_RADIUS_KM, min_inclusive=False),
+        load_default=rules.DEFAULT_RADIUS_KM,
+        validate=Range(0, rules.MAX_RADIUS_KM, min_inclusive=False),
+        # apispec leaves the exclusive bound out of the document; say it (OpenAPI 3.0 form)
+        metadata={"exclusiveMinimum": True},
     )
     status = fields.String(load_default="scheduled", validate=OneOf([*EVENT_STATUSES, "all"]))
     sort = fields.String(load_default="starts_at", validate=OneOf(["starts_at", "distance"]))
@@ -320,7 +274,7 @@ class EventFeed(EventSearch):
 
 class NotificationFilter(Query):
     status = fields.String(validate=OneOf(NOTIFICATION_STATUSES))
-    event_id = fields.String(validate=Length(1, 200))
+    event_id = rules.Text(rules.EVENT_ID)
 
     @post_load
     def _as_filters(self, data, **kwargs):

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 
 from pymongo import UpdateOne
 
+from bus import fields as rules
 from bus import times
 from bus.concurrency import LOST, compare_and_set
 from bus.errors import Conflict, NotFound, Unauthorized, Unavailable, ValidationError
@@ -379,8 +380,9 @@ def update(db, user, reminder_id, changes, now, relay, withdraw):
 
 def snooze(db, user_id, reminder_id, minutes, now, relay, withdraw):
     own_reminder(db, user_id, reminder_id)
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 10080:
-        raise ValidationError({"minutes": ["Must be a whole number from 1 to 10080."]})
+    low, high = rules.SNOOZE_MINUTES
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not low <= minutes <= high:
+        raise ValidationError({"minutes": [f"Must be a whole number from {low} to {high}."]})
 
     def attempt(reminder):
         # A snoozed reminder is at a time the user chose: it no longer follows the event.

@@ -3,45 +3,28 @@ notification resource, and the list cursor."""
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from bus import cursors
+from bus import fields as rules
 from bus.errors import ValidationError as InvalidRequest
 from bus.errors import validation_error
-from bus.fields import Time
 from bus.messages import iso
 
 STATUSES = ["scheduled", "sent", "failed", "cancelled"]
-# Ten years: far enough for any reminder, near enough that datetime arithmetic cannot overflow.
-MAX_MINUTES = 10 * 366 * 24 * 60
 ONE_OF = "Give exactly one of remind_at or before_minutes."
-
-
-def no_control_characters(allowed=""):
-    """API.md: no control characters but ``\n`` and ``\t`` in a message, none in a subject
-    (a line break in a subject would end up in an email header)."""
-    banned = {chr(c) for c in (*range(32), 127)} - set(allowed)
-    named = "line breaks or control characters" if not allowed else "control characters"
-
-    def check(value):
-        if any(ch in banned for ch in value):
-            raise ValidationError(f"Must not contain {named}.")
-        if any("\ud800" <= ch <= "\udfff" for ch in value):  # not storable, not sendable
-            raise ValidationError("Must be valid Unicode text.")
-    return check
 
 
 class _Timing(Schema):
     class Meta:
         unknown = RAISE
 
-    remind_at = Time()
-    before_minutes = fields.Integer(strict=True, validate=validate.Range(0, MAX_MINUTES))
-    email = fields.String(validate=[validate.Length(3, 320), no_control_characters()])
-    subject = fields.String(validate=[validate.Length(1, 200), no_control_characters()])
-    message = fields.String(allow_none=True, validate=[validate.Length(0, 4000),
-                                                       no_control_characters("\n\t")])
+    remind_at = rules.Time()
+    before_minutes = rules.integer(rules.BEFORE_MINUTES)
+    email = rules.Email()
+    subject = rules.Text(rules.SUBJECT, blank=False)
+    message = rules.Text(rules.MESSAGE, lines=True, allow_none=True)
 
 
 class CreateFields(_Timing):
-    event_id = fields.String(required=True, validate=validate.Length(1, 100))
+    event_id = rules.Text(rules.EVENT_ID, required=True)
 
     @validates_schema
     def exactly_one_time(self, data, **kwargs):
@@ -61,9 +44,9 @@ class Filters(Schema):
         unknown = RAISE
 
     status = fields.String(allow_none=True, validate=validate.OneOf(STATUSES))
-    event_id = fields.String(allow_none=True)
-    limit = fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, 100))
-    cursor = fields.String(allow_none=True)
+    event_id = rules.Text(rules.EVENT_ID, allow_none=True)
+    limit = fields.Integer(strict=True, allow_none=True, validate=validate.Range(*rules.LIMIT))
+    cursor = rules.Text(rules.CURSOR, allow_none=True)
 
 
 def load(schema, data):

@@ -7,13 +7,12 @@ field and never reaches a Mongo query.
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as MarshmallowError
 
+from bus import fields as rules
 from bus.errors import validation_error
 from bus.messages import iso
 
-USERNAME = validate.Regexp(r"^[a-z0-9_.-]{3,30}$", error="3 to 30 characters of a-z, 0-9, _ . -")
-PASSWORD = validate.Length(min=8, max=256)
-# RFC 5321 caps a forward path at 256 octets including the angle brackets.
-EMAIL_MAX = 254
+# The rules of each field: bus.fields.
+PASSWORD = validate.Length(*rules.PASSWORD)
 
 
 class _Storable:
@@ -32,10 +31,6 @@ class Text(_Storable, fields.String):
     pass
 
 
-class Email(_Storable, fields.Email):
-    pass
-
-
 class User(Schema):
     id = fields.String(attribute="_id")
     username = fields.String()
@@ -51,9 +46,9 @@ class User(Schema):
 
 
 class Registration(Schema):
-    username = Text(required=True, validate=USERNAME)
-    email = Email(required=True, validate=validate.Length(max=EMAIL_MAX))
-    password = Text(required=True, validate=PASSWORD)
+    username = rules.username(required=True)
+    email = rules.Email(required=True)
+    password = rules.Secret(rules.PASSWORD, required=True)
 
 
 class PasswordChange(Schema):
@@ -62,7 +57,7 @@ class PasswordChange(Schema):
 
 
 class NewEmail(Schema):
-    email = Email(required=True, validate=validate.Length(max=EMAIL_MAX))
+    email = rules.Email(required=True)
 
 
 class KnownEmail(Schema):

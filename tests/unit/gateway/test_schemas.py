@@ -5,6 +5,7 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from bus.errors import ValidationError
+from bus.fields import BEFORE_MINUTES
 from services.gateway import schemas
 from services.gateway.schemas import load, load_query
 
@@ -324,7 +325,7 @@ def test_exactly_one_of_remind_at_or_before_minutes(body):
     assert {"remind_at", "before_minutes"} <= set(details)
 
 
-@pytest.mark.parametrize("minutes", [-1, 1.5, "10", True, None, schemas.MAX_BEFORE_MINUTES + 1])
+@pytest.mark.parametrize("minutes", [-1, 1.5, "10", True, None, BEFORE_MINUTES[1] + 1])
 def test_before_minutes_is_a_non_negative_integer(minutes):
     body = {"event_id": "e1", "before_minutes": minutes}
     assert "before_minutes" in errors(schemas.NotificationCreate(), body)
@@ -332,7 +333,7 @@ def test_before_minutes_is_a_non_negative_integer(minutes):
 
 @pytest.mark.parametrize("field, value", [
     ("event_id", {"$ne": ""}), ("event_id", ""), ("email", "not-an-email"),
-    ("subject", ""), ("subject", "s" * 201), ("message", "m" * 2001), ("sent_at", START),
+    ("subject", ""), ("subject", "s" * 201), ("message", "m" * 4001), ("sent_at", START),
 ])
 def test_bad_reminder_fields_are_named(field, value):
     body = {"event_id": "e1", "before_minutes": 5, field: value}
