@@ -16,15 +16,16 @@ import re
 import unicodedata
 
 from bus import cursors, times
+from bus import fields as rules
 from bus.errors import ValidationError
 from bus.messages import iso, utc_now
 
 # Tombstones have no start time, so with the start-time range "all" needs no condition.
 STATUSES = {"scheduled": "scheduled", "cancelled": "cancelled", "all": None}
 SORTS = ("starts_at", "distance")
-MAX_RADIUS_KM = 500
-DEFAULT_RADIUS_KM = 10
-MAX_LIMIT = 100
+MAX_RADIUS_KM = rules.MAX_RADIUS_KM
+DEFAULT_RADIUS_KM = rules.DEFAULT_RADIUS_KM
+MAX_LIMIT = rules.LIMIT[1]
 EARTH_RADIUS_M = 6378100.0  # $geoNear's sphere (MongoDB and SecantusDB)
 WORD = re.compile(r"\w+")
 
@@ -131,8 +132,8 @@ def _point(value):
     if not isinstance(value, dict):
         raise ValueError("Expected lat,lng.")
     lat, lng = _number(value.get("lat")), _number(value.get("lng"))
-    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
-        raise ValueError("lat must be in -90..90 and lng in -180..180.")
+    if not rules.on_earth(lat, lng):
+        raise ValueError(rules.POINT_MESSAGE)
     return {"lat": lat, "lng": lng}
 
 
@@ -156,8 +157,9 @@ def _sort(value):
 
 
 def _limit(value):
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise ValueError(f"Must be an integer from 1 to {MAX_LIMIT}.")
+    low, high = rules.LIMIT
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"Must be an integer from {low} to {high}.")
     return value
 
 

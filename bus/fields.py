@@ -159,6 +159,15 @@ class Number(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+def on_earth(lat, lng):
+    """Whether (lat, lng) are a point's coordinates (false for NaN too)."""
+    return LATITUDE[0] <= lat <= LATITUDE[1] and LONGITUDE[0] <= lng <= LONGITUDE[1]
+
+
+POINT_MESSAGE = (f"lat must be in {LATITUDE[0]}..{LATITUDE[1]} and lng in "
+                 f"{LONGITUDE[0]}..{LONGITUDE[1]}.")
+
+
 def latitude(**kwargs):
     return Number(validate=validate.Range(*LATITUDE), **kwargs)
 

@@ -43,7 +43,7 @@ class Time(rules.Time):
 class LatLng(fields.String):
     """``near=lat,lng`` -> ``{"lat": .., "lng": ..}``."""
 
-    MESSAGE = "Must be lat,lng with lat in -90..90 and lng in -180..180, e.g. 48.85,2.35."
+    MESSAGE = f"Must be lat,lng, e.g. 48.85,2.35: {rules.POINT_MESSAGE}"
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -51,7 +51,7 @@ class LatLng(fields.String):
             lat, lng = (float(part) for part in text.split(","))
         except ValueError:
             raise FieldError(self.MESSAGE) from None
-        if not (-90 <= lat <= 90 and -180 <= lng <= 180):  # also false for nan
+        if not rules.on_earth(lat, lng):
             raise FieldError(self.MESSAGE)
         return {"lat": lat, "lng": lng}
 
