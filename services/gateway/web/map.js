@@ -1,4 +1,4 @@
-// Leaflet (vendored, loaded by index.html as window.L). Tiles come from the
+// Leaflet (vendored, window.L once loadLeaflet() has run). Tiles come from the
 // server's MAP_TILE_URL when it is set; otherwise the map is a plain surface with a
 // grid every 10 degrees, the markers and the search circle (no outside requests).
 
@@ -10,9 +10,23 @@ export function hasTiles() {
   return Boolean(tileUrl);
 }
 
-// A map in `container`; `label` names it for screen readers.
-export function createMap(container, { label, center = [20, 0], zoom = 2 } = {}) {
-  const L = window.L;
+let leaflet = null;
+
+// Leaflet is loaded when the first map is drawn, not by index.html: the list of
+// events need not wait for 144 KB of script to be parsed and run.
+export function loadLeaflet() {
+  leaflet = leaflet || new Promise((resolve, reject) => {
+    const script = h("script", { src: "/web/vendor/leaflet/leaflet.js" });
+    script.addEventListener("load", () => resolve(window.L));
+    script.addEventListener("error", () => { leaflet = null; reject(new Error("The map could not be loaded.")); });
+    document.head.append(script);
+  });
+  return leaflet;
+}
+
+// A map in `container` (a promise); `label` names it for screen readers.
+export async function createMap(container, { label, center = [20, 0], zoom = 2 } = {}) {
+  const L = await loadLeaflet();
   container.setAttribute("role", "region");
   container.setAttribute("aria-label", label || "Map");
   const map = L.map(container, { center, zoom, worldCopyJump: true });

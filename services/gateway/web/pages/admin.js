@@ -109,7 +109,7 @@ export async function render(main, params) {
 
   // a click on the map fills the coordinates (they can be typed as well)
   const known = event?.place ? [event.place.lat, event.place.lng] : null;
-  const map = createMap(mapBox, { label: "Map: click to set the place's coordinates", center: known || [20, 0], zoom: known ? 13 : 2 });
+  const map = await createMap(mapBox, { label: "Map: click to set the place's coordinates", center: known || [20, 0], zoom: known ? 13 : 2 });
   const pin = window.L.circleMarker(known || [0, 0], { radius: 8, color: "#0b3d91", fillColor: "#d9480f", fillOpacity: 0.9 });
   if (known) pin.addTo(map);
   map.on("click", (e) => {

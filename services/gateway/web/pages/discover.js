@@ -71,19 +71,34 @@ export async function render(main, _params, urlQuery) {
       h("section", { class: "results", "aria-label": "Results" }, status, h("p", { class: "feed-line" }, feed), list, more),
       h("section", { class: "map-column", "aria-label": "Map of the results" }, mapBox)));
 
-  const map = createMap(mapBox, { label: "Map of the events found; click to search near a point" });
-  const L = window.L;
-  const markers = L.layerGroup().addTo(map);
-  const area = L.layerGroup().addTo(map);
-  map.on("click", (e) => {
-    form.elements.near.value = `${e.latlng.lat.toFixed(4)},${L.Util.wrapNum(e.latlng.lng, [-180, 180], true).toFixed(4)}`;
-    search();
-  });
+  // the map comes when Leaflet has loaded; the list does not wait for it
+  let map = null;
+  let markers = null;
+  let area = null;
+  const mapReady = createMap(mapBox, { label: "Map of the events found; click to search near a point" })
+    .then((created) => {
+      const L = window.L;
+      map = created;
+      markers = L.layerGroup().addTo(map);
+      area = L.layerGroup().addTo(map);
+      map.on("click", (e) => {
+        form.elements.near.value = `${e.latlng.lat.toFixed(4)},${L.Util.wrapNum(e.latlng.lng, [-180, 180], true).toFixed(4)}`;
+        search();
+      });
+      drawMarkers();
+      placeMap();
+    });
 
   let cursor = null;
   let params = null;
   let loading = false;
-  let bounds = [];
+  let placed = []; // the events found that have a place
+
+  function drawMarkers() {
+    if (!map) return;
+    markers.clearLayers();
+    for (const event of placed) markers.addLayer(eventMarker(event));
+  }
 
   async function load(first) {
     if (loading) return;
@@ -93,16 +108,13 @@ export async function render(main, _params, urlQuery) {
       const page = await api.get(`/events${query(first ? params : { ...params, cursor })}`, { auth: false });
       if (first) {
         list.replaceChildren();
-        markers.clearLayers();
-        bounds = [];
+        placed = [];
       }
       for (const event of page.items) {
         list.append(h("li", {}, eventSummary(event)));
-        if (event.place) {
-          markers.addLayer(eventMarker(event));
-          bounds.push([event.place.lat, event.place.lng]);
-        }
+        if (event.place) placed.push(event);
       }
+      drawMarkers();
       cursor = page.next_cursor;
       const { limit: _pageSize, ...filters } = params; // the server's feed: same search, <= 500
       feed.href = `/events.ics${query(filters)}`;
@@ -125,6 +137,9 @@ export async function render(main, _params, urlQuery) {
   }
 
   function placeMap() {
+    if (!map) return;
+    const L = window.L;
+    const bounds = placed.map((event) => [event.place.lat, event.place.lng]);
     area.clearLayers();
     const near = parseNear(params.near);
     if (near) {
@@ -176,4 +191,5 @@ export async function render(main, _params, urlQuery) {
 
   params = searchParams(initial);
   await load(true);
+  await mapReady;
 }

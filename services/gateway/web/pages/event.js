@@ -117,7 +117,7 @@ export async function render(main, [eventId]) {
       h("section", { "aria-labelledby": "remind-heading" },
         h("h2", { id: "remind-heading" }, "Remind me"), remindForm(event))));
   if (mapBox) {
-    const map = createMap(mapBox, { label: `Map: ${event.place.name}`, center: [event.place.lat, event.place.lng], zoom: 13 });
+    const map = await createMap(mapBox, { label: `Map: ${event.place.name}`, center: [event.place.lat, event.place.lng], zoom: 13 });
     eventMarker(event, { highlight: true }).addTo(map);
   }
 }
