@@ -94,13 +94,14 @@ class Vhost:
 
     def __enter__(self):
         auth = ("guest", "guest")
-        requests.put(f"{self.api}/api/vhosts/{self.name}", auth=auth, timeout=10).raise_for_status()
-        requests.put(f"{self.api}/api/permissions/{self.name}/guest", auth=auth, timeout=10,
+        requests.put(f"{self.api}/api/vhosts/{self.name}", auth=auth, timeout=60).raise_for_status()
+        requests.put(f"{self.api}/api/permissions/{self.name}/guest", auth=auth, timeout=60,
                      json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
         return self
 
     def __exit__(self, *exc):
-        requests.delete(f"{self.api}/api/vhosts/{self.name}", auth=("guest", "guest"), timeout=10)
+        # a busy broker answers its management API slowly
+        requests.delete(f"{self.api}/api/vhosts/{self.name}", auth=("guest", "guest"), timeout=60)
 
 
 class Stack:
@@ -530,8 +531,10 @@ FAULTS = {
 
 def fault_run(name, work, count=1000, inject_after=1.0, timeout=240, echo=say,
               management=None, settle_timeout=90, direct=True):
-    """One fault during a burst of ``count`` due in the same second; the report, with
-    ``resumed_after``: seconds from lifting the fault to the next email."""
+    """One fault during a burst of ``count`` due in the same second (once the first
+    email has arrived, ``inject_after`` seconds after the due time at the earliest);
+    the report, with ``resumed_after``: seconds from lifting the fault to the next
+    email."""
     spec = FAULTS[name]
     work = Path(work) / name
     node = None
@@ -552,7 +555,12 @@ def fault_run(name, work, count=1000, inject_after=1.0, timeout=240, echo=say,
                 due, first_due, _ = schedule(stack, event, count, 0,
                                              bouncing=spec.get("bouncing", 0), echo=echo,
                                              direct=direct)
+                # mid-burst: ``inject_after`` seconds after the first due time, and not
+                # before the first email has arrived (a loaded machine may start later)
                 time.sleep(max(0.0, first_due + inject_after - time.time()))
+                deadline = time.time() + timeout
+                while not stack.smtp.arrivals() and time.time() < deadline:
+                    time.sleep(0.05)
                 injected = time.time()
                 spec["inject"](stack, node)
                 lifted = time.time()

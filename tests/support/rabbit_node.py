@@ -95,7 +95,7 @@ class RabbitNode:
         return subprocess.run(["rabbitmqctl", "-n", self.name, *args], env=self._env(),
                               capture_output=True, text=True, timeout=timeout, check=check)
 
-    def start(self, timeout=90):
+    def start(self, timeout=240):  # a node starts in ~20 s, minutes on a loaded machine
         """Start the node (again, on the same data) and wait until AMQP answers."""
         self._prepare()
         subprocess.run(["rabbitmq-server", "-detached"], env=self._env(), check=True,
@@ -103,7 +103,7 @@ class RabbitNode:
         self.wait(timeout)
         return self
 
-    def wait(self, timeout=90):
+    def wait(self, timeout=240):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if port_answers(self.port):
