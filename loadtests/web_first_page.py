@@ -83,8 +83,9 @@ def main(argv=None):
                 driver.get("about:blank")
                 driver.get(f"{system.base_url}/")
                 WebDriverWait(driver, 30, poll_frequency=0.02).until(
-                    lambda d: d.execute_script(
-                        "return performance.getEntriesByName('discover-list-rendered').length"))
+                    lambda d: d.execute_script(  # the list, and the map's Leaflet too
+                        "return performance.getEntriesByName('discover-list-rendered').length"
+                        " && document.querySelector('.discover-map.leaflet-container')"))
                 runs.append(driver.execute_script(TIMINGS))
             backlog_after = system.vhost.queued("event_created")
         finally:
