@@ -131,3 +131,12 @@ def test_every_post_route_is_idempotent():
         for entrypoint in getattr(function, ENTRYPOINT_EXTENSIONS_ATTR, ()):
             if isinstance(entrypoint, HttpEntrypoint) and entrypoint.method == "POST":
                 assert getattr(function, "idempotent", False), function.__name__
+
+
+def test_the_statuses_the_accounts_routes_return_are_documented():
+    paths = openapi.document()["paths"]
+    # removing the primary email is a 422 (users: "change it instead")
+    assert "422" in paths["/users/me/emails/{email}"]["delete"]["responses"]
+    password = paths["/users/me/password"]["post"]["responses"]
+    assert {"204", "401", "422"} <= set(password)
+    assert {"401", "429"} <= set(paths["/auth/token"]["post"]["responses"])
