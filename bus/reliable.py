@@ -13,9 +13,11 @@ import traceback
 
 from kombu import Exchange, Queue
 from kombu.common import maybe_declare
+from kombu.exceptions import OperationalError as KombuOperationalError
 from nameko.amqp.publish import Publisher, get_connection
 from nameko.events import EventHandler
 from nameko.messaging import QueueConsumer
+from nameko.rpc import Responder
 from nameko.standalone.events import get_event_exchange
 
 from bus.messages import SUBSCRIPTIONS, queue_name
@@ -44,6 +46,26 @@ for _name in ("ack_message", "requeue_message"):
     _method = getattr(QueueConsumer, _name)
     if not hasattr(_method, "__wrapped__"):
         setattr(QueueConsumer, _name, _tolerant(_method))
+
+def _reply_tolerant(send_response):
+    """nameko 2.14 lets an RPC reply that cannot be published (the broker dropped the
+    connection a moment ago: kombu's OperationalError, a socket error) through to the
+    container, which then dies: a broker restart took the service down with it. The
+    caller gets no answer either way and its own timeout covers that (the gateway
+    answers 503, a standalone proxy times out), so the reply is dropped and logged."""
+    def wrapper(self, result, exc_info):
+        try:
+            return send_response(self, result, exc_info)
+        except (KombuOperationalError, OSError) as error:
+            log.warning("could not send an RPC reply on a broken connection (%s); the "
+                        "caller's timeout covers it", error)
+            return result, exc_info
+    wrapper.__wrapped__ = send_response
+    return wrapper
+
+
+if not hasattr(Responder.send_response, "__wrapped__"):
+    Responder.send_response = _reply_tolerant(Responder.send_response)
 
 ATTEMPTS_HEADER = "x-eventpost-attempts"
 ERROR_HEADER = "x-eventpost-error"
