@@ -24,7 +24,7 @@ from tests.e2e.helpers import ClientAt, login, new_account
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 SEED = 20261202
-EXAMPLES = 10
+EXAMPLES = 6
 # Requests come from their own loopback address: login throttling counts per address.
 FUZZ_ADDRESS = "127.0.0.9"
 
