@@ -5,6 +5,7 @@ publishes `event_created` / `event_updated` / `event_deleted` through its outbox
 """
 from nameko.rpc import rpc
 
+import bus.reliable  # noqa: F401  nameko 2.14 fixes: a broker restart must not end the service
 from bus.consul import ConsulRegistration
 from bus.logs import CallContext
 from bus.mongo import Mongo, database_health

@@ -13,6 +13,7 @@ import logging
 import eventlet
 from nameko.dependency_providers import Config
 
+import bus.reliable  # noqa: F401  nameko 2.14 fixes: a broker restart must not end the service
 from bus import links, times
 from bus.config import public_url, setting
 from bus.consul import ConsulRegistration

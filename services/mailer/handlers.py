@@ -120,7 +120,7 @@ def deliver(post, mails):
     waits = list(pool.imap(lambda mail: None if mail.send_key in known
                            else deliver_one(post, mail), mails))
     return [known.get(mail.send_key) if wait is None else wait()
-            for mail, wait in zip(mails, waits)]
+            for mail, wait in zip(mails, waits, strict=True)]
 
 
 def deliver_one(post, mail, again=True):

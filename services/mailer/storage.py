@@ -148,7 +148,7 @@ class GroupWriter:
                 continue
             finally:
                 self._writing = 0
-            for (_, done), result in zip(batch, results):
+            for (_, done), result in zip(batch, results, strict=False):
                 done.send(result)
 
     def drain(self, timeout=10):

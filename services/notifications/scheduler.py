@@ -112,7 +112,8 @@ def claim_due(db, now, publish, withdraw, relay, settings, clock=utc_now):
 def _claim_all(db, now, publish, withdraw, relay, settings, clock, publishing):
     while True:
         window = list(db[storage.REMINDERS].find(
-            {"status": "scheduled", "remind_at": {"$lte": now + timedelta(seconds=settings.horizon)}},
+            {"status": "scheduled",
+             "remind_at": {"$lte": now + timedelta(seconds=settings.horizon)}},
             {"_id": 1, "remind_at": 1},
         ).sort("remind_at", 1).limit(CANDIDATES))
         due = [r for r in window if r["remind_at"] <= now]

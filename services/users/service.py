@@ -6,6 +6,7 @@ handler stored with its write (the outbox sweeper catches any that a crash leave
 from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 
+import bus.reliable  # noqa: F401  nameko 2.14 fixes: a broker restart must not end the service
 from bus.consul import ConsulRegistration
 from bus.logs import CallContext
 from bus.mongo import Mongo, database_health
