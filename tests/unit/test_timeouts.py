@@ -43,6 +43,7 @@ def test_a_timed_out_test_fails_and_the_run_continues(tmp_path):
          "-q", str(probe)],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=90,
     )
-    summary = result.stdout.strip().splitlines()[-1]
+    lines = result.stdout.strip().splitlines()
+    summary = lines[-1] if lines else ""
     assert "3 failed, 1 passed" in summary, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("Failed: Timeout >1.0s") >= 3, result.stdout[-3000:]

@@ -58,7 +58,7 @@ class UsersStandIn:
         return dict(USERS["u-1"], id="u-2", username=username, email=email)
 
     @rpc
-    def authenticate(self, password, username=None, email=None):
+    def authenticate(self, password, username=None, email=None, client=None):
         raise RateLimited("Too many failed attempts.", {"retry_after": 30})
 
     @rpc
@@ -89,7 +89,7 @@ def assert_error(response, status, code):
 
 # --- routing -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/nope", "/events/e-1/extra", "/users/me/", "/"])
+@pytest.mark.parametrize("path", ["/nope", "/events/e-1/extra", "/users/me/", "/web/nope.js"])
 def test_unknown_route_is_a_json_404(client, path):
     assert_error(client.get(path), 404, "not_found")
 
