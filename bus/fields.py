@@ -54,6 +54,12 @@ DEFAULT_RADIUS_KM = 10.0
 LIMIT = (1, 100)
 DEFAULT_LIMIT = 20
 SNOOZE_MINUTES = (1, 7 * 24 * 60)
+# Saved searches (API.md v1.1): a name like a subject's, `within_days` as API.md says,
+# and at most this many per account (the next one is a 409).
+SAVED_SEARCH_NAME = (1, 200)
+WITHIN_DAYS = (1, 365)
+ALERT_FREQUENCIES = ("instant", "daily")
+MAX_SAVED_SEARCHES = 20
 # Ten years: far beyond any real reminder.
 BEFORE_MINUTES = (0, 10 * 366 * 24 * 60)
 TIMEZONES = frozenset(zoneinfo.available_timezones())

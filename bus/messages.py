@@ -34,6 +34,9 @@ DATA_FIELDS = {
     # {send_key, notification, event_id, attempt}; `events`: {event id: event} they need.
     ("notifications", "reminder_due"): ["reminders", "events"],
     ("notifications", "event_cancelled_notice"): ["send_key", "email", "event", "notifications"],
+    # A saved search's alert email (instant: one event; daily: a digest of several).
+    # `saved_search`: the resource; `user_id`: whose (the mailer signs its stop link).
+    ("alerts", "alert_due"): ["send_key", "email", "user_id", "saved_search", "events"],
     # `outcomes`: a batch, each {send_key, notification_id, status: "sent" | "failed" |
     # "deferred" (a transient failure: not sent, try again later), at, reason}.
     ("mailer", "delivery_report"): ["outcomes"],
@@ -41,17 +44,18 @@ DATA_FIELDS = {
 
 SUBSCRIPTIONS = {
     ("users", "user_registered"): ["mailer"],
-    ("users", "user_email_changed"): ["notifications"],
+    ("users", "user_email_changed"): ["notifications", "alerts"],
     ("users", "user_email_added"): [],
     ("users", "user_email_removed"): ["notifications"],
     ("users", "user_role_changed"): [],
     ("users", "user_password_changed"): [],
-    ("users", "user_deleted"): ["notifications"],
-    ("events", "event_created"): ["search", "notifications"],
-    ("events", "event_updated"): ["search", "notifications"],
-    ("events", "event_deleted"): ["search", "notifications"],
+    ("users", "user_deleted"): ["notifications", "alerts"],
+    ("events", "event_created"): ["search", "notifications", "alerts"],
+    ("events", "event_updated"): ["search", "notifications", "alerts"],
+    ("events", "event_deleted"): ["search", "notifications", "alerts"],
     ("notifications", "reminder_due"): ["mailer"],
     ("notifications", "event_cancelled_notice"): ["mailer"],
+    ("alerts", "alert_due"): ["mailer"],
     ("mailer", "delivery_report"): ["notifications"],
 }
 

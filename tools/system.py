@@ -32,7 +32,7 @@ import requests
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Start order: gateway last, so /health finds the others already consuming.
-SERVICE_ORDER = ["users", "events", "search", "notifications", "mailer", "gateway"]
+SERVICE_ORDER = ["users", "events", "search", "notifications", "mailer", "alerts", "gateway"]
 DEFAULTS = {
     "WEB_SERVER_ADDRESS": "127.0.0.1:8000",
     "AMQP_URI": "amqp://guest:guest@127.0.0.1:5672/",

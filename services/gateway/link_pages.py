@@ -21,6 +21,8 @@ OUTCOMES = {
     ("snooze_day", False): "Nothing to do: this link was used already "
                            "(the reminder is {status}, due {remind_at}).",
     ("cancel", False): "Nothing to do: this reminder was cancelled already.",
+    ("stop_alert", True): "Stopped: this saved search sends no more alerts.",
+    ("stop_alert", False): "Nothing to do: this saved search was stopped already.",
 }
 
 
@@ -38,6 +40,25 @@ def outcome(headers, link, result, wants_json):
     if wants_json:
         return {"action": link["act"], "done": result["done"], "message": message,
                 "notification": notification}
+    return _page(headers, ACTIONS[link["act"]], message)
+
+
+def confirm_alert(headers, link, found, path):
+    """The GET page of an alert email's stop link (alerts.get's ``{saved_search,
+    stopped}``); a stopped one says so, with no button."""
+    saved = found["saved_search"]
+    if found["stopped"]:
+        return _page(headers, ACTIONS[link["act"]], OUTCOMES[link["act"], False])
+    return _page(headers, ACTIONS[link["act"]],
+                 f"Saved search: {saved['name']} ({saved['frequency']} alerts to "
+                 f"{saved['email']}).", form=(path, ACTIONS[link["act"]]))
+
+
+def alert_outcome(headers, link, result, wants_json):
+    message = OUTCOMES[link["act"], result["done"]]
+    if wants_json:
+        return {"action": link["act"], "done": result["done"], "message": message,
+                "saved_search": result["saved_search"]}
     return _page(headers, ACTIONS[link["act"]], message)
 
 

@@ -10,6 +10,7 @@ from functools import lru_cache
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from bus import fields as rules
 from services.gateway import schemas, web
 from services.gateway.http import (
     IDEMPOTENCY_HEADER,
@@ -108,6 +109,22 @@ CREATE_NOTIFICATION_DESCRIPTION = """Exactly one of `remind_at` or `before_minut
 ten years). `email` defaults to the account's primary email and must be one of its
 emails; unknown or cancelled events, and a time not in the future, are 422."""
 
+CREATE_SAVED_SEARCH_DESCRIPTION = f"""A saved search: `query` takes any of `topic` (a list,
+trimmed and lower-cased: an event with any of them matches), `q` (words that must all
+appear), `near` (`"lat,lng"`) with `radius_km` (default 10, at most 500; `radius_km`
+without `near` is a 422), and `within_days` (1..365: events starting in the next N
+days); an empty `query` matches every new event. Each part means what it means in
+`GET /events`. `frequency`: `instant` (an email per new event, within a minute) or
+`daily` (one digest email per day at most: the first new event opens a digest that
+collects for a day). An event is announced when it newly matches (created matching,
+or changed so that it matches now and did not before), is upcoming and scheduled;
+never twice to one saved search, and a cancelled, deleted or since-changed event
+is left out when the email is made. `email` is the account's primary email and
+follows a change of it. At most {rules.MAX_SAVED_SEARCHES} per account: the next is a
+409 `conflict` (details: `limit`). Bad fields are 422 naming them, e.g. `query.near`.
+Every alert email has a one-click link that stops the saved search (`/links/{{token}}`),
+also its `List-Unsubscribe` (RFC 8058)."""
+
 OPERATIONS = [
     # (method, path, summary, auth, body, query, success status, success schema, errors,
     #  description)
@@ -163,6 +180,13 @@ OPERATIONS = [
      "now + `minutes`."),
     ("delete", "/notifications/{notification_id}", "Delete a reminder", "user", None,
      None, 204, None, [404], None),
+    ("post", "/saved-searches", "Save a search and get alerts of new events", "user",
+     schemas.SavedSearchCreate, None, 201, schemas.SavedSearch, [409],
+     CREATE_SAVED_SEARCH_DESCRIPTION),
+    ("get", "/saved-searches", "The caller's saved searches, oldest first", "user", None,
+     schemas.SavedSearchFilter, 200, schemas.SavedSearchPage, [], None),
+    ("delete", "/saved-searches/{saved_search_id}", "Delete a saved search", "user", None,
+     None, 204, None, [404], "Another user's saved search is a 404. No more alerts."),
 ]
 
 
@@ -182,9 +206,10 @@ replaced token: 404. `ETag` and 304 as for `/events.ics`."""
 
 
 LINK_DESCRIPTION = """A one-click link from an email: snooze the reminder for 1 hour or 1
-day, or cancel it. The token is signed, does that one thing to that one reminder, and
-expires after 30 days (410). An unknown or altered token: 404. A used snooze link
-does nothing the second time (200, and says so)."""
+day, or cancel it; or, in an alert email, stop (delete) the saved search. The token is
+signed, does that one thing to that one reminder or saved search, and expires after 30
+days (410). An unknown or altered token: 404. A used snooze or stop link does nothing
+the second time (200, and says so)."""
 
 
 def _link_operations():
@@ -201,7 +226,8 @@ def _link_operations():
         "application/json": {"schema": {"type": "object", "properties": {
             "action": {"type": "string"}, "done": {"type": "boolean"},
             "message": {"type": "string"},
-            "notification": {"$ref": "#/components/schemas/Notification"}}}},
+            "notification": {"$ref": "#/components/schemas/Notification"},
+            "saved_search": {"$ref": "#/components/schemas/SavedSearch"}}}},
     }
     return {"get": get, "post": post}
 
@@ -289,7 +315,8 @@ def build():
         ("User", schemas.User), ("Token", schemas.Token), ("Event", schemas.Event),
         ("Notification", schemas.Notification), ("EventPage", schemas.EventPage),
         ("NotificationPage", schemas.NotificationPage), ("Error", schemas.Error),
-        ("Health", schemas.Health),
+        ("Health", schemas.Health), ("SavedSearch", schemas.SavedSearch),
+        ("SavedSearchPage", schemas.SavedSearchPage),
     ]:
         spec.components.schema(name, schema=schema)
     for code, (name, description) in ERRORS.items():

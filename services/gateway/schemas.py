@@ -187,6 +187,43 @@ class Snooze(Body):
     minutes = rules.integer(rules.SNOOZE_MINUTES, required=True)
 
 
+class SavedSearchQuery(Body):
+    """A saved search's query: the search's own fields and rules (`topic`, `q`, `near`,
+    `radius_km`), and `within_days`. Topics as in a search (trimmed, lower-cased)."""
+
+    topic = fields.List(
+        rules.Topic(), validate=Length(max=rules.SEARCH_TOPICS_MAX),
+        metadata={"description": "An event matches if it has any of them."})
+    q = rules.Text(rules.WORDS, metadata={
+        "description": "Words that must all appear (case-insensitive)."})
+    near = LatLng(metadata={"description": "lat,lng, e.g. 48.85,2.35"})
+    radius_km = rules.Number(
+        validate=Range(0, rules.MAX_RADIUS_KM, min_inclusive=False),
+        metadata={"exclusiveMinimum": True,
+                  "description": f"Only with near; default {rules.DEFAULT_RADIUS_KM:g}."})
+    within_days = rules.integer(rules.WITHIN_DAYS, metadata={
+        "description": "Events starting in the next N days."})
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _radius_needs_near(self, data, original, **kwargs):
+        if isinstance(original, dict) and "radius_km" in original and "near" not in original:
+            raise FieldError({"radius_km": ["Give near with radius_km."]})
+
+    @post_load
+    def _unique_topics(self, data, **kwargs):
+        if "topic" in data:
+            data["topic"] = list(dict.fromkeys(data["topic"]))
+        if "near" in data:
+            data.setdefault("radius_km", rules.DEFAULT_RADIUS_KM)
+        return data
+
+
+class SavedSearchCreate(Body):
+    name = rules.Text(rules.SAVED_SEARCH_NAME, blank=False, required=True)
+    query = fields.Nested(SavedSearchQuery, required=True)
+    frequency = fields.String(required=True, validate=OneOf(rules.ALERT_FREQUENCIES))
+
+
 # --- query strings -------------------------------------------------------------------
 
 class Query(Schema):
@@ -280,6 +317,13 @@ class NotificationFilter(Query):
     def _as_filters(self, data, **kwargs):
         """The ``filters`` argument of notifications.list."""
         return {name: data.get(name) for name in ("status", "event_id", "limit", "cursor")}
+
+
+class SavedSearchFilter(Query):
+    @post_load
+    def _as_filters(self, data, **kwargs):
+        """The ``filters`` argument of alerts.list."""
+        return {name: data.get(name) for name in ("limit", "cursor")}
 
 
 # --- loading -------------------------------------------------------------------------
@@ -386,6 +430,30 @@ class Notification(Schema):
     failure_reason = fields.String(
         allow_none=True, metadata={"description": "Why delivery failed (status failed)."}
     )
+
+
+class SavedSearchQueryResource(Schema):
+    topic = fields.List(fields.String())
+    q = fields.String()
+    near = fields.String(metadata={"description": "lat,lng"})
+    radius_km = fields.Float()
+    within_days = fields.Integer()
+
+
+class SavedSearch(Schema):
+    id = fields.String()
+    name = fields.String()
+    query = fields.Nested(SavedSearchQueryResource, metadata={
+        "description": "Only the parts given; radius_km with near (default 10)."})
+    frequency = fields.String(validate=OneOf(rules.ALERT_FREQUENCIES))
+    email = fields.Email(metadata={"description": "The account's primary email (it follows "
+                                                  "a change of the primary)."})
+    created_at = fields.String(metadata={"format": "date-time"})
+
+
+class SavedSearchPage(Schema):
+    items = fields.List(fields.Nested(SavedSearch))
+    next_cursor = fields.String(allow_none=True)
 
 
 class EventPage(Schema):

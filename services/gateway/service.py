@@ -46,6 +46,8 @@ from services.gateway.schemas import (
     NotificationFilter,
     PasswordChange,
     Registration,
+    SavedSearchCreate,
+    SavedSearchFilter,
     Snooze,
     load,
     load_query,
@@ -73,6 +75,7 @@ class GatewayService(web.WebApp):
     search = TimedRpcProxy("search")
     notifications = TimedRpcProxy("notifications")
     mailer = TimedRpcProxy("mailer")
+    alerts = TimedRpcProxy("alerts")
 
     # --- operations ---------------------------------------------------------------
 
@@ -81,6 +84,7 @@ class GatewayService(web.WebApp):
         backing = {
             "users": self.users, "events": self.events, "search": self.search,
             "notifications": self.notifications, "mailer": self.mailer,
+            "alerts": self.alerts,
         }
         checks = {name: eventlet.spawn(_health_of, name, proxy) for name, proxy in backing.items()}
         services = {name: check.wait() for name, check in checks.items()}
@@ -195,6 +199,9 @@ class GatewayService(web.WebApp):
     @http("GET", "/links/<token>")
     def link_page(self, request, token):
         link = links.verify(setting(self.config, "JWT_SECRET"), token, utc_now())
+        if link["act"] in links.ALERT_ACTIONS:
+            found = self.alerts.get(link["sub"], link["tgt"])
+            return link_pages.confirm_alert(self.web.headers, link, found, request.path)
         reminder = self.notifications.get(link["sub"], link["tgt"])
         return link_pages.confirm(self.web.headers, link, reminder, request.path)
 
@@ -202,9 +209,12 @@ class GatewayService(web.WebApp):
     @idempotent
     def follow_link(self, request, token):
         link = links.verify(setting(self.config, "JWT_SECRET"), token, utc_now())
+        wants_json = request.accept_mimetypes.best == "application/json"
+        if link["act"] in links.ALERT_ACTIONS:
+            result = self.alerts.follow_link(link["sub"], link["tgt"], link["act"])
+            return link_pages.alert_outcome(self.web.headers, link, result, wants_json)
         result = self.notifications.follow_link(link["sub"], link["tgt"], link["act"],
                                                 link.get("arm"))
-        wants_json = request.accept_mimetypes.best == "application/json"
         return link_pages.outcome(self.web.headers, link, result, wants_json)
 
     # --- events -------------------------------------------------------------------
@@ -306,6 +316,25 @@ class GatewayService(web.WebApp):
     def delete_notification(self, request, notification_id):
         user = self.auth.user(request)
         self.notifications.delete(user["id"], notification_id)
+
+    # --- saved searches and alerts ------------------------------------------------
+
+    @http("POST", "/saved-searches")
+    @idempotent
+    def create_saved_search(self, request, body):
+        user = self.auth.user(request)
+        return 201, self.alerts.create(user, load(SavedSearchCreate, body),
+                                       **command_id(request))
+
+    @http("GET", "/saved-searches")
+    def list_saved_searches(self, request):
+        user = self.auth.user(request)
+        return self.alerts.list(user["id"], load_query(SavedSearchFilter, request.args))
+
+    @http("DELETE", "/saved-searches/<saved_search_id>")
+    def delete_saved_search(self, request, saved_search_id):
+        user = self.auth.user(request)
+        self.alerts.delete(user["id"], saved_search_id)
 
 
 def public_user(user):

@@ -49,7 +49,7 @@ class Mail:
     already delivered costs nothing to skip."""
 
     send_key: str
-    kind: str  # reminder | cancelled | welcome
+    kind: str  # reminder | cancelled | welcome | alert
     notification_id: str | None
     write: object
     attempt: int = 1
@@ -69,6 +69,15 @@ def reminder_links(secret, public_url, now):
                                                          now, arm=arm))
                 for action in links.REMINDER_ACTIONS}
     return links_of
+
+
+def stop_alert_url(secret, public_url, user_id, saved_search_id, now):
+    """The alert email's stop link (bus.links), or without a signing secret the web
+    app's account page, where saved searches are deleted; and whether it is a link."""
+    if not secret:
+        return f"{public_url}/#/account", False
+    return links.url(public_url, links.sign(secret, "stop_alert", user_id, saved_search_id,
+                                            now)), True
 
 
 def reminders(data, sender, now=None, links=None):

@@ -50,6 +50,18 @@ class MailerService:
             lambda: smtp.cancelled_email(data["email"], data["event"], data["notifications"],
                                          data["send_key"], self.post.sender)))
 
+    @subscribe("alerts", "alert_due")
+    def on_alert_due(self, message):
+        data, base = message["data"], public_url(self.config)
+        stop_url, signed = handlers.stop_alert_url(
+            setting(self.config, "JWT_SECRET"), base, data["user_id"],
+            data["saved_search"]["id"], utc_now())
+        self._deliver_once(handlers.Mail(
+            data["send_key"], "alert", None,
+            lambda: smtp.alert_email(data["email"], data["saved_search"], data["events"],
+                                     data["send_key"], stop_url, base, self.post.sender,
+                                     signed=signed)))
+
     @rpc
     def withdraw(self, send_keys):
         """Keep reminders from being sent (their event was cancelled, their account

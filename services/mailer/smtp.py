@@ -208,12 +208,15 @@ def reminder_email(notification, event, send_key, sender=DEFAULT_SENDER, now=Non
         "message_block": html_message,
         "links_block": f"<p>{html_links}</p>" if html_links else ""})
     attachment = ("event.ics", calendar(event, now), '; method="PUBLISH"')
-    # RFC 8058: mail clients offer "unsubscribe", which POSTs to the cancel link
-    unsubscribe = (_header("List-Unsubscribe", f"<{links['cancel']}>")
-                   + "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-                   if links and "cancel" in links else "")
+    unsubscribe = _one_click(links["cancel"]) if links and "cancel" in links else ""
     return _message(sender, notification["email"], notification["subject"], send_key,
                     text, html_body, attachment, now, unsubscribe)
+
+
+def _one_click(url):
+    """RFC 8058: mail clients offer "unsubscribe", which POSTs to this link."""
+    return (_header("List-Unsubscribe", f"<{url}>")
+            + "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
 
 
 @_written
@@ -226,6 +229,33 @@ def cancelled_email(to, event, notifications, send_key, sender=DEFAULT_SENDER, n
               "reminders": "\n".join(lines)}
     text, html_body = _both("cancelled", values, {"reminders": items})
     return _message(sender, to, f"Cancelled: {title}", send_key, text, html_body, now=now)
+
+
+@_written
+def alert_email(to, saved_search, events, send_key, stop_url, public_url,
+                sender=DEFAULT_SENDER, now=None, signed=True):
+    """A saved search's alert: one event (``instant``) or a digest (``daily``), with the
+    one-click link that stops the saved search (``signed``: a bus.links link, then
+    also the RFC 8058 unsubscribe; otherwise the web app's account page)."""
+    name = one_line(saved_search["name"])
+    if saved_search["frequency"] == "instant" and len(events) == 1:
+        subject = f"New event: {one_line(events[0]['title'])}"
+    else:
+        subject = f"{len(events)} new event{'s' if len(events) != 1 else ''}: {name}"
+    lines, items = [], []
+    for event in events:
+        title, url = one_line(event["title"]), f"{public_url}/#/events/{event['id']}"
+        lines.append(f"- {title}\n  When:  {local_start(event)}\n  Where: "
+                     f"{place_line(event)}\n  {url}\n")
+        items.append(f'<li><a href="{html.escape(url)}">{html.escape(title)}</a><br>'
+                     f"{html.escape(local_start(event))}<br>"
+                     f"{html.escape(place_line(event))}</li>")
+    values = {"heading": f"New events for your saved search \u201c{name}\u201d",
+              "events": "\n".join(lines), "stop_url": stop_url, "name": name,
+              "frequency": saved_search["frequency"], "email": to}
+    text, html_body = _both("alert", values, {"events": f"<ul>{''.join(items)}</ul>"})
+    return _message(sender, to, subject, send_key, text, html_body, now=now,
+                    extra_headers=_one_click(stop_url) if signed else "")
 
 
 @_written

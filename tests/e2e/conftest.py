@@ -34,11 +34,13 @@ from tools.system import PROJECT_ROOT, System, free_port
 # Extra settings for every service process, e.g. faster retries for tests.
 E2E_ENV = {
     "LOG_LEVEL": "INFO",
+    # a daily saved search's digest every few seconds (tests/e2e/test_saved_searches.py)
+    "ALERTS_DIGEST_SECONDS": "4",
 }
 # Two of each scheduler/consumer: timers fire on every instance and consumers
 # compete, so "never twice" is tested the way production runs it. Two gateways share
 # the port, each with its own read models (test_read_models.py).
-E2E_INSTANCES = {"notifications": 2, "mailer": 2, "gateway": 2}
+E2E_INSTANCES = {"notifications": 2, "mailer": 2, "gateway": 2, "alerts": 2}
 
 
 def pytest_collection_modifyitems(config, items):

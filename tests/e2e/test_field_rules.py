@@ -112,6 +112,8 @@ def baselines(world):
                                                       "before_minutes": 30}),
         ("patch", "/notifications/{notification_id}"): ("user", lambda: {"subject": "Hi"}),
         ("post", "/notifications/{notification_id}/snooze"): ("user", lambda: {"minutes": 5}),
+        ("post", "/saved-searches"): ("fresh", lambda: {
+            "name": "Saved", "query": {"near": "1,2"}, "frequency": "instant"}),
     }
 
 

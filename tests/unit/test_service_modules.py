@@ -15,4 +15,5 @@ def test_each_service_module_holds_exactly_its_service(name):
 
 
 def test_every_service_is_found():
-    assert SERVICES == ["events", "gateway", "mailer", "notifications", "search", "users"]
+    assert SERVICES == ["alerts", "events", "gateway", "mailer", "notifications", "search",
+                        "users"]

@@ -241,7 +241,7 @@ def test_health_marks_the_services_that_do_not_answer(client, users):
     assert body["status"] == "unavailable"
     assert body["services"] == {"users": "ok", "events": "unavailable",
                                 "search": "unavailable", "notifications": "unavailable",
-                                "mailer": "unavailable"}
+                                "mailer": "unavailable", "alerts": "unavailable"}
     assert body["error"]["code"] == "unavailable"
 
 

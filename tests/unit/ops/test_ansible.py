@@ -32,7 +32,7 @@ def play():
 
 def test_playbook_runs_every_service(play):
     assert set(play["vars"]["eventpost_services"]) == set(available_services()) | {
-        "users", "events", "search", "notifications", "mailer", "gateway"}
+        "users", "events", "search", "notifications", "mailer", "alerts", "gateway"}
 
 
 def test_env_file_sets_every_api_setting():

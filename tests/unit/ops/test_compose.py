@@ -49,7 +49,7 @@ def test_config_yml_reads_every_api_setting_from_the_environment():
 
 def test_every_service_has_its_container(app_services):
     expected = set(available_services()) | {"users", "events", "search", "notifications",
-                                            "mailer", "gateway"}
+                                            "mailer", "alerts", "gateway"}
     assert set(app_services) == expected
     for name, service in app_services.items():
         assert environment(service)["SERVICE"] == name
