@@ -6,6 +6,7 @@ the same class back and maps it to API.md's status and error code.
 """
 import json
 
+from marshmallow import ValidationError as FieldError
 from nameko.exceptions import deserialize_to_instance
 
 
@@ -77,6 +78,17 @@ class RateLimited(DomainError):
 @deserialize_to_instance
 class Unavailable(DomainError):
     status, code = 503, "unavailable"
+
+
+def checked(schema, data):
+    """A service's re-check of its input: ``schema.load(data)``, or ValidationError
+    naming each bad field (``{"_schema": ...}`` for anything but an object)."""
+    if not isinstance(data, dict):
+        raise ValidationError({"_schema": ["Expected an object."]})
+    try:
+        return schema.load(data)
+    except FieldError as error:
+        raise validation_error(error) from None
 
 
 def validation_error(marshmallow_error):

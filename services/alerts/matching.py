@@ -37,9 +37,10 @@ class Criteria:
         days = query.get("within_days")
         self.within = timedelta(days=days) if days else None
 
-    def accepts(self, event):
+    def accepts(self, event, topics_checked=False):
         """Whether the (prepared, upcoming) event meets every part of the query."""
-        if self.topics is not None and self.topics.isdisjoint(event.topics):
+        if not topics_checked and self.topics is not None \
+                and self.topics.isdisjoint(event.topics):
             return False
         if self.words is not None and not self.words <= event.words():
             return False
@@ -136,10 +137,19 @@ class SavedSearchIndex:
         prepared = upcoming(event, now)
         if prepared is None:
             return []
-        candidates = dict(self._any_topic)
-        for topic in prepared.topics:
-            candidates.update(self._by_topic.get(topic, {}))
-        return [i for i, criteria in candidates.items() if criteria.accepts(prepared)]
+        found = [i for i, criteria in self._any_topic.items() if criteria.accepts(prepared)]
+        buckets = [self._by_topic[t] for t in prepared.topics if t in self._by_topic]
+        seen = set() if len(buckets) > 1 else None  # a search naming two of its topics
+        for bucket in buckets:
+            for i, criteria in bucket.items():
+                if seen is not None:
+                    if i in seen:
+                        continue
+                    seen.add(i)
+                # the topic matched already: check the rest only
+                if criteria.accepts(prepared, topics_checked=True):
+                    found.append(i)
+        return found
 
 
 def upcoming(event, now):

@@ -7,12 +7,12 @@ and ``within_days``, each only if given. Its search parts are re-checked by the 
 search's own rules (matching.parse_query), so they mean here what they mean in
 ``GET /events``.
 """
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 
 from bus import cursors
 from bus import fields as rules
 from bus.errors import ValidationError as InvalidRequest
-from bus.errors import validation_error
+from bus.errors import checked
 from bus.messages import iso
 
 from .matching import parse_query
@@ -48,14 +48,7 @@ class Filters(Schema):
     cursor = rules.Text(rules.CURSOR, allow_none=True)
 
 
-def load(schema, data):
-    """Validated input, or bus.errors.ValidationError naming each bad field."""
-    if not isinstance(data, dict):
-        raise InvalidRequest({"_schema": ["Expected an object."]})
-    try:
-        return schema.load(data)
-    except ValidationError as error:
-        raise validation_error(error) from None
+load = checked  # validated input, or bus.errors.ValidationError naming each bad field
 
 
 def load_create(data):

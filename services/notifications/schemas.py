@@ -4,8 +4,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from bus import cursors
 from bus import fields as rules
-from bus.errors import ValidationError as InvalidRequest
-from bus.errors import validation_error
+from bus.errors import checked
 from bus.messages import iso
 
 STATUSES = ["scheduled", "sent", "failed", "cancelled"]
@@ -49,14 +48,7 @@ class Filters(Schema):
     cursor = rules.Text(rules.CURSOR, allow_none=True)
 
 
-def load(schema, data):
-    """Validated input, or bus.errors.ValidationError naming each bad field."""
-    if not isinstance(data, dict):
-        raise InvalidRequest({"_schema": ["Expected an object."]})
-    try:
-        return schema.load(data)
-    except ValidationError as error:
-        raise validation_error(error) from None
+load = checked  # validated input, or bus.errors.ValidationError naming each bad field
 
 
 def resource(document):

@@ -8,16 +8,18 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from bus.messages import new_message
+from services.alerts import storage as alerts_storage
 from services.events import storage as events_storage
 from services.users import storage as users_storage
-from tests.support.fakes import FakeEventsStorage, FakeUsersStorage
+from tests.support.fakes import FakeAlertsStorage, FakeEventsStorage, FakeUsersStorage
 
 pytestmark = pytest.mark.integration
 
-FAKES = [(events_storage, FakeEventsStorage), (users_storage, FakeUsersStorage)]
+FAKES = [(events_storage, FakeEventsStorage), (users_storage, FakeUsersStorage),
+         (alerts_storage, FakeAlertsStorage)]
 
 
-@pytest.mark.parametrize("module, fake", FAKES, ids=["events", "users"])
+@pytest.mark.parametrize("module, fake", FAKES, ids=["events", "users", "alerts"])
 def test_every_storage_function_and_constant_has_a_fake(module, fake):
     public = {name for name, value in vars(module).items()
               if not name.startswith("_") and getattr(value, "__module__", module.__name__)

@@ -21,6 +21,7 @@ import copy
 
 from pymongo.errors import DuplicateKeyError
 
+from services.alerts import storage as alerts_storage
 from services.events import storage as events_storage
 from services.users import storage as users_storage
 
@@ -327,3 +328,144 @@ def in_memory(monkeypatch, handlers, fake):
     module; returns the fake, which the test passes as the handlers' database."""
     monkeypatch.setattr(handlers, "storage", fake)
     return fake
+
+
+class FakeAlertsStorage(FakeStorage):
+    """services/alerts/storage.py in memory (the matching and sending tests)."""
+
+    COLLECTIONS = {name: () for name in (
+        alerts_storage.SAVED_SEARCHES, alerts_storage.STAMPS, alerts_storage.ALERTS,
+        alerts_storage.MAILS, alerts_storage.EVENTS, alerts_storage.ACCOUNTS)}
+    SAVED_SEARCHES, STAMPS, ALERTS, MAILS, EVENTS, ACCOUNTS = (
+        alerts_storage.SAVED_SEARCHES, alerts_storage.STAMPS, alerts_storage.ALERTS,
+        alerts_storage.MAILS, alerts_storage.EVENTS, alerts_storage.ACCOUNTS)
+    CHUNK, ASCENDING = alerts_storage.CHUNK, alerts_storage.ASCENDING
+    chunks = staticmethod(alerts_storage.chunks)
+    alert_id = staticmethod(alerts_storage.alert_id)
+
+    def _docs(self, name):
+        return self[name].documents
+
+    def _where(self, name, check):
+        return [d for d in self._docs(name).values() if check(d)]
+
+    def ensure_indexes(self, db):
+        pass
+
+    def insert_saved_search(self, db, document):
+        self[self.SAVED_SEARCHES].insert_one(document)
+
+    def find_saved_search(self, db, saved_search_id, user_id=None):
+        found = self._docs(self.SAVED_SEARCHES).get(saved_search_id)
+        if found is None or (user_id is not None and found["user_id"] != user_id):
+            return None
+        return copy.deepcopy(found)
+
+    def users_saved_searches(self, db, user_id):
+        found = self._where(self.SAVED_SEARCHES,
+                            lambda d: d["user_id"] == user_id and not d["deleted"])
+        return copy.deepcopy(sorted(found, key=lambda d: (d["created_at"], d["_id"])))
+
+    def live_saved_searches(self, db):
+        return copy.deepcopy(self._where(self.SAVED_SEARCHES, lambda d: not d["deleted"]))
+
+    def remove_saved_search(self, db, saved_search_id):
+        self._docs(self.SAVED_SEARCHES).pop(saved_search_id, None)
+
+    def delete_saved_search(self, db, saved_search_id, now):
+        found = self._docs(self.SAVED_SEARCHES).get(saved_search_id)
+        if found is None or found["deleted"]:
+            return False
+        found.update(deleted=True, deleted_at=now)
+        return True
+
+    def mark_deleted(self, db, query, now):
+        live = self._where(self.SAVED_SEARCHES, lambda d: not d["deleted"] and all(
+            d.get(k) == v for k, v in query.items()))
+        for document in live:
+            document.update(deleted=True, deleted_at=now)
+        return [d["_id"] for d in live]
+
+    def follow_email(self, db, user_id, email, version):
+        for document in self._where(self.SAVED_SEARCHES, lambda d: d["user_id"] == user_id
+                                    and d["account_version"] < version):
+            document.update(email=email, account_version=version)
+
+    def open_digest(self, db, saved_search_id, seen, due_at):
+        found = self._docs(self.SAVED_SEARCHES).get(saved_search_id)
+        if found is None:
+            return None
+        if found.get("digest_due") == seen:
+            found["digest_due"] = due_at
+        return found["digest_due"]
+
+    def stamp(self, db):
+        return self._docs(self.STAMPS).get(self.SAVED_SEARCHES, {"stamp": 0})["stamp"]
+
+    def move_stamp(self, db):
+        stamps = self._docs(self.STAMPS)
+        stamps[self.SAVED_SEARCHES] = {"_id": self.SAVED_SEARCHES,
+                                       "stamp": self.stamp(db) + 1}
+
+    def forget_account(self, db, user_id, version):
+        self._docs(self.ACCOUNTS)[user_id] = {"_id": user_id, "deleted": True,
+                                              "version": version}
+
+    def account_deleted(self, db, user_id):
+        return user_id in self._docs(self.ACCOUNTS)
+
+    def record_alert(self, db, document):
+        try:
+            self[self.ALERTS].insert_one(document)
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def due_alerts(self, db, now, limit):
+        due = self._where(self.ALERTS, lambda a: a["status"] == "pending" and a["due_at"] <= now)
+        return copy.deepcopy(sorted(due, key=lambda a: a["due_at"])[:limit])
+
+    def drop_pending(self, db, query):
+        def chosen(alert):
+            for key, value in query.items():
+                if isinstance(value, dict):
+                    if alert.get(key) not in value["$in"]:
+                        return False
+                elif alert.get(key) != value:
+                    return False
+            return alert["status"] == "pending"
+        gone = [a["_id"] for a in self._where(self.ALERTS, chosen)]
+        for alert_id in gone:
+            del self._docs(self.ALERTS)[alert_id]
+        return len(gone)
+
+    def mark_sent(self, db, ids, mail_key, now):
+        for alert_id in ids:
+            alert = self._docs(self.ALERTS).get(alert_id)
+            if alert is not None and alert["status"] == "pending":
+                alert.update(status="sent", mail=mail_key, sent_at=now)
+
+    def reschedule(self, db, ids, due_at):
+        for alert_id in ids:
+            alert = self._docs(self.ALERTS).get(alert_id)
+            if alert is not None and alert["status"] == "pending":
+                alert["due_at"] = due_at
+
+    def claim_mail(self, db, send_key, message, event_ids, now):
+        mails = self._docs(self.MAILS)
+        if send_key not in mails:
+            mails[send_key] = {"_id": send_key, "event_ids": list(event_ids),
+                               "created_at": now, "pending_events": [message]}
+        return list(mails[send_key]["event_ids"])
+
+    def find_events(self, db, event_ids):
+        events = self._docs(self.EVENTS)
+        return {i: copy.deepcopy(events[i]) for i in event_ids if i in events}
+
+    def store_event(self, db, document):
+        events = self._docs(self.EVENTS)
+        held = events.get(document["_id"])
+        if held is not None and held["version"] > document["version"]:
+            return False
+        events[document["_id"]] = copy.deepcopy(document)
+        return True

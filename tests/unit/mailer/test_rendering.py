@@ -161,3 +161,32 @@ def test_an_email_that_cannot_be_encoded_is_a_build_error_with_the_reason():
     assert "cannot write the email" in str(error.value)
     with pytest.raises(smtp.BuildError):
         smtp.reminder_email(NOTIFICATION, {"id": "e1"}, "k")  # an event without its fields
+
+
+SAVED = {"id": "s1", "name": "Jazz <Berlin>", "query": {"topic": ["jazz"]},
+         "frequency": "daily", "email": "ann@example.com", "created_at": "2026-01-01T00:00:00Z"}
+
+
+def test_an_alert_digest_lists_its_events_and_its_stop_link_is_the_unsubscribe():
+    other = {**EVENT, "id": "e2", "title": "Brunch", "place": None}
+    stop = "https://eventpost.example/links/abc"
+    message = smtp.alert_email("ann@example.com", SAVED, [EVENT, other], "digest:s1:1", stop,
+                               "https://eventpost.example")
+    received, text, html, attachments = parts(message)
+    assert received["Subject"] == "2 new events: Jazz <Berlin>"
+    assert received["List-Unsubscribe"] == f"<{stop}>"
+    assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "Jazz <night> & more" in text and "Brunch" in text and "no place given" in text
+    assert f"Stop this saved search: {stop}" in text
+    assert "https://eventpost.example/#/events/e2" in text
+    assert "Jazz &lt;night&gt; &amp; more" in html and "<night>" not in html
+    assert not attachments
+
+
+def test_an_instant_alert_names_its_event_and_without_a_secret_has_no_unsubscribe():
+    message = smtp.alert_email("ann@example.com", {**SAVED, "frequency": "instant"}, [EVENT],
+                               "alert:s1:e1", "https://e.example/#/account", "https://e.example",
+                               signed=False)
+    received, text, _, _ = parts(message)
+    assert received["Subject"] == "New event: Jazz <night> & more"
+    assert received["List-Unsubscribe"] is None
