@@ -113,7 +113,7 @@ def baselines(world):
         ("patch", "/notifications/{notification_id}"): ("user", lambda: {"subject": "Hi"}),
         ("post", "/notifications/{notification_id}/snooze"): ("user", lambda: {"minutes": 5}),
         ("post", "/saved-searches"): ("fresh", lambda: {
-            "name": "Saved", "query": {"near": "1,2"}, "frequency": "instant"}),
+            "name": "Saved", "query": {"near": "-89,0"}, "frequency": "instant"}),
     }
 
 

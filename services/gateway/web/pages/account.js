@@ -100,6 +100,50 @@ function calendarSection() {
     make, shown);
 }
 
+export function describeQuery(query) {
+  const parts = [];
+  if (query.topic) parts.push(`topics: ${query.topic.join(", ")}`);
+  if (query.q) parts.push(`words: ${query.q}`);
+  if (query.near) parts.push(`within ${query.radius_km} km of ${query.near}`);
+  if (query.within_days) parts.push(`in the next ${query.within_days} days`);
+  return parts.length ? parts.join(" · ") : "every new event";
+}
+
+function savedSearchesSection() {
+  const list = h("ul", { class: "saved-searches", "aria-label": "Saved searches" });
+  const status = h("p", { class: "hint", role: "status" }, "Loading…");
+  const load = async () => {
+    try {
+      const { items } = await api.get("/saved-searches?limit=100");
+      status.textContent = items.length ? "" : "No saved searches yet: save one from Discover.";
+      replace(list, items.map((saved) => h("li", { class: "saved-search" },
+        h("span", { class: "name" }, saved.name), " ",
+        h("span", { class: "badge" }, saved.frequency), " ",
+        h("span", { class: "query" }, describeQuery(saved.query)), " ",
+        h("span", { class: "hint" }, `to ${saved.email}`), " ",
+        h("button", {
+          type: "button", class: "secondary", "aria-label": `Delete the saved search ${saved.name}`,
+          onclick: async () => {
+            try {
+              await api.delete(`/saved-searches/${encodeURIComponent(saved.id)}`);
+              flash(`"${saved.name}" deleted: no more alerts from it.`);
+            } catch (error) {
+              flash(error.message, "error");
+            }
+            load();
+          },
+        }, "Delete"))));
+    } catch (error) {
+      status.textContent = error.message;
+    }
+  };
+  load();
+  return h("section", { "aria-labelledby": "saved-heading" },
+    h("h2", { id: "saved-heading" }, "Saved searches"),
+    h("p", { class: "hint" }, "New events matching these are emailed to your primary email (at once, or once a day). Save a search from Discover."),
+    status, list);
+}
+
 function deleteSection() {
   return h("section", { "aria-labelledby": "delete-heading" },
     h("h2", { id: "delete-heading" }, "Delete account"),
@@ -126,5 +170,6 @@ export async function render(main) {
       h("dt", {}, "Username"), h("dd", {}, user.username),
       h("dt", {}, "Role"), h("dd", {}, user.role),
       h("dt", {}, "Member since"), h("dd", {}, new Date(user.created_at).toLocaleDateString())),
-    emailSection(rerender), passwordSection(), calendarSection(), deleteSection());
+    emailSection(rerender), passwordSection(), calendarSection(), savedSearchesSection(),
+    deleteSection());
 }

@@ -2,7 +2,8 @@
 // dates and a place with a radius; more as the reader scrolls (next_cursor).
 
 import { api, query } from "../api.js";
-import { clearErrors, field, formValues, h, replace, showErrors } from "../dom.js";
+import { flash, session } from "../app.js";
+import { busy, clearErrors, field, formValues, h, replace, showErrors } from "../dom.js";
 import { createMap, eventMarker } from "../map.js";
 import { dayStartIso, formatLocal } from "../time.js";
 
@@ -22,6 +23,49 @@ export function searchParams(values) {
     radius_km: values.near && values.radius_km ? values.radius_km : undefined,
     limit: PAGE_SIZE,
   };
+}
+
+// The form's values -> a saved search's query (POST /saved-searches): the same filters;
+// the "to" day becomes "the next N days" (a saved search looks ahead from each new event).
+export function savedQuery(values) {
+  const { topic, q, near, radius_km: radius } = searchParams(values);
+  const saved = {};
+  if (topic) saved.topic = topic.split(",");
+  if (q) saved.q = q;
+  if (near) {
+    saved.near = near;
+    if (radius) saved.radius_km = Number(radius);
+  }
+  const end = dayStartIso(values.to, 1);
+  if (end) {
+    const days = Math.ceil((new Date(end) - Date.now()) / 86400000);
+    saved.within_days = Math.min(365, Math.max(1, days));
+  }
+  return saved;
+}
+
+// "Save this search": signed-in readers get alerts of new events matching the filters.
+function saveSearchForm(filters) {
+  const form = h("form", { class: "inline save-search", novalidate: true, "aria-label": "Save this search" },
+    field("name", "Name of the saved search", { required: true, autocomplete: "off" }),
+    field("frequency", "Alerts", { kind: "select", options: [["instant", "At once, per new event"], ["daily", "One email a day"]] }),
+    h("button", { type: "submit" }, "Save this search"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const { name, frequency } = formValues(form);
+    await busy(form, async () => {
+      try {
+        const saved = await api.post("/saved-searches", { name, frequency, query: savedQuery(formValues(filters)) });
+        form.reset();
+        clearErrors(form);
+        flash(`Saved "${saved.name}": new events that match will be emailed to ${saved.email}. See My account.`);
+      } catch (error) {
+        showErrors(form, error);
+      }
+    });
+  });
+  return h("section", { class: "save-search-box", "aria-labelledby": "save-search-heading" },
+    h("h2", { id: "save-search-heading" }, "Get alerts of new events like these"), form);
 }
 
 function parseNear(text) {
@@ -67,6 +111,7 @@ export async function render(main, _params, urlQuery) {
   replace(main,
     h("h1", {}, "Discover events"),
     form,
+    session.user ? saveSearchForm(form) : null,
     h("div", { class: "discover" },
       h("section", { class: "results", "aria-label": "Results" }, status, h("p", { class: "feed-line" }, feed), list, more),
       h("section", { class: "map-column", "aria-label": "Map of the results" }, mapBox)));
