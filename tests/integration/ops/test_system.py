@@ -57,10 +57,12 @@ def project(tmp_path):
     return root
 
 
-def make_system(project, rabbit_config, **kwargs):
+def make_system(project, rabbit_config, mongo_uri="", **kwargs):
+    """``mongo_uri`` empty: the launcher starts its own SecantusDB (and needs ~4 s to
+    stop it); the tests that are not about that one pass the session's server."""
     return System(
         root=project, var_dir=project / "var",
-        env={"AMQP_URI": rabbit_config["AMQP_URI"], "EXTRA": "yes", "MONGO_URI": "",
+        env={"AMQP_URI": rabbit_config["AMQP_URI"], "EXTRA": "yes", "MONGO_URI": mongo_uri,
              "SMTP_HOST": "", "JWT_SECRET": "", "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"},
         mongo_port=free_port(), smtp_port=free_port(), echo=lambda message: None, **kwargs,
     )
@@ -91,20 +93,20 @@ def test_start_wait_healthy_and_stop_everything_within_10s(project, rabbit_confi
     assert not [pid for pid in pids if alive(pid)]
 
 
-def test_a_service_that_dies_at_start_is_reported_and_nothing_is_left(project, rabbit_config):
+def test_a_service_that_dies_at_start_is_reported_and_nothing_is_left(project, rabbit_config, mongo_uri):
     (project / "services" / "users" / "service.py").write_text("raise ImportError('broken')\n")
-    system = make_system(project, rabbit_config)
+    system = make_system(project, rabbit_config, mongo_uri)
     with pytest.raises(StartError) as error:
         system.start()
     assert "users exited" in str(error.value) and "broken" in str(error.value)
     assert system.children == []
 
 
-def test_an_occupied_gateway_port_is_refused(project, rabbit_config):
-    first = make_system(project, rabbit_config, services=["gateway"])
+def test_an_occupied_gateway_port_is_refused(project, rabbit_config, mongo_uri):
+    first = make_system(project, rabbit_config, mongo_uri, services=["gateway"])
     first.start()
     try:
-        second = make_system(project, rabbit_config, services=["gateway"])
+        second = make_system(project, rabbit_config, mongo_uri, services=["gateway"])
         second.env["WEB_SERVER_ADDRESS"] = first.env["WEB_SERVER_ADDRESS"]
         second.var_dir = project / "var2"
         with pytest.raises(StartError, match="already listens"):
@@ -113,13 +115,13 @@ def test_an_occupied_gateway_port_is_refused(project, rabbit_config):
         first.stop()
 
 
-def test_with_consul_each_service_starts_under_the_kv_overlay(project, rabbit_config):
+def test_with_consul_each_service_starts_under_the_kv_overlay(project, rabbit_config, mongo_uri):
     from tests.unit.ops.test_consul import FakeConsul
 
     fake = FakeConsul().start()
     fake.kv["eventpost/gateway/EXTRA"] = b"from-consul"
     try:
-        system = make_system(project, rabbit_config, services=["gateway"])
+        system = make_system(project, rabbit_config, mongo_uri, services=["gateway"])
         system.env["CONSUL_HTTP_ADDR"] = fake.address
         system.start()
         try:
