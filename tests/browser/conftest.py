@@ -9,7 +9,6 @@ screenshots of a page at 1280 and 360 px under var/screenshots/, and keeps every
 console message the pages wrote (``console_errors()``).
 """
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -164,6 +163,13 @@ class Browser:
         self.collect_console()
         return [e for e in self.console if e["level"] in ("SEVERE", "ERROR")]
 
+    def next_frames(self):
+        """Return once the page has drawn two more frames: what a resize, and Leaflet's
+        redraw on the frame after it (its resize handler waits for one), have painted."""
+        self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "requestAnimationFrame(() => requestAnimationFrame(() => done()));")
+
     def screenshots(self, name):
         """The current page at each width, as var/screenshots/<name>-<width>.png."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -171,12 +177,12 @@ class Browser:
         for label, (width, height) in WIDTHS.items():
             self.driver.set_window_size(width, height)
             self.driver.execute_script("window.dispatchEvent(new Event('resize'))")
-            time.sleep(0.3)  # let Leaflet redraw at the new size before the picture
+            self.next_frames()  # Leaflet redraws at the new size on the next frame
             path = SCREENSHOTS / f"{name}-{label}.png"
             # the whole page, not only the window: as tall as the document
             full = self.driver.execute_script("return document.documentElement.scrollHeight")
             self.driver.set_window_size(width, max(height, min(full + 140, 4000)))
-            time.sleep(0.2)
+            self.next_frames()
             self.driver.save_screenshot(str(path))
             paths.append(path)
         self.driver.set_window_size(*WIDTHS["1280"])
