@@ -186,12 +186,53 @@ def _test_paths(layer):
     return [f"tests/{layer}"] if layer else ["tests"]
 
 
+# The layers that drive a whole running system spend most of their time waiting for
+# it (a reminder's due time, a process's start); the others keep the CPU busy. The
+# default run runs the two groups side by side, each in its own pytest process.
+SYSTEM_LAYERS = ("browser", "e2e")
+
+
+def _default_shards():
+    layers = _layers()
+    return {"system tests": [f"tests/{name}" for name in SYSTEM_LAYERS if name in layers],
+            "in-process tests": [f"tests/{name}" for name in layers
+                                 if name not in SYSTEM_LAYERS]}
+
+
+def _run_side_by_side(commands):
+    """Run each pytest command at once, every output line prefixed with its name (a
+    line shows when pytest ends it: a file's dots, then its percentage); returns the
+    first non-zero exit status, or 0."""
+    import threading
+
+    def relay(name, process):
+        for line in process.stdout:
+            print(f"[{name}] {line}", end="", flush=True)
+
+    processes, relays = {}, []
+    for name, command in commands.items():
+        say(f"$ [{name}] " + " ".join(["pytest", *command[3:]]))
+        processes[name] = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, text=True)
+        relays.append(threading.Thread(target=relay, args=(name, processes[name])))
+        relays[-1].start()
+    codes = {name: process.wait() for name, process in processes.items()}
+    for thread in relays:
+        thread.join()
+    for name, code in codes.items():
+        say(f"[{name}] {'passed' if code == 0 else f'FAILED (exit status {code})'}")
+    return next((code for code in codes.values() if code), 0)
+
+
 @task(help={"layer": "a folder of tests/: unit, integration, e2e, browser, faults (default: "
                      "all); slow: the slow layer",
             "args": "extra pytest arguments, e.g. --args='-x -k users'",
             "slow": "run only the slow layer (long bursts, fault runs) instead"})
 def test(c, layer=None, args=None, slow=False):
     """Run the tests (unit, integration, e2e) but the slow ones; prints how long they took.
+
+    With no layer, the system tests (browser, e2e) and the in-process ones (unit,
+    integration) run side by side in two pytest processes (SYSTEM_LAYERS).
 
     `invoke test --slow` (or `--layer slow`) runs the tests marked ``slow`` (bursts,
     broker/database/SMTP faults), which the default run leaves out to stay under 5
@@ -204,10 +245,15 @@ def test(c, layer=None, args=None, slow=False):
                    code=2)
     _check_test_broker()
     started = time.monotonic()
-    command = [sys.executable, "-m", "pytest", *_test_paths(layer),
-               "-m", "slow" if slow else "not slow", *(args or "").split()]
-    say("$ " + " ".join(["pytest", *command[3:]]))
-    code = subprocess.run(command, cwd=ROOT).returncode
+    marker = ["-m", "slow" if slow else "not slow", *(args or "").split()]
+    if layer is None and not slow:
+        code = _run_side_by_side({
+            name: [sys.executable, "-m", "pytest", *paths, *marker]
+            for name, paths in _default_shards().items()})
+    else:
+        command = [sys.executable, "-m", "pytest", *_test_paths(layer), *marker]
+        say("$ " + " ".join(["pytest", *command[3:]]))
+        code = subprocess.run(command, cwd=ROOT).returncode
     if code == NO_TESTS_COLLECTED and (layer or slow):  # an empty selection is no failure
         say(f"no {'slow ' if slow else ''}tests in {' '.join(_test_paths(layer))}")
         code = 0
