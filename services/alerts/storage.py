@@ -197,17 +197,11 @@ def find_events(db, event_ids):
 def store_event(db, document):
     """Store ``document`` unless the copy has a newer version; a version stored already
     is stored again (a redelivered message is handled again: everything it does is
-    idempotent; a deletion is a version of its own). True if stored."""
-    events = db[EVENTS]
-    result = events.update_one(
-        {"_id": document["_id"], "version": {"$lte": document["version"]}},
-        {"$set": document})
-    if result.matched_count:
-        return True
-    if events.find_one({"_id": document["_id"]}, {"_id": 1}) is not None:
-        return False
+    idempotent; a deletion is a version of its own). True if stored. One round trip:
+    an upsert that meets a newer copy cannot match it and fails to insert its _id."""
     try:
-        events.insert_one(document)
+        db[EVENTS].update_one({"_id": document["_id"], "version": {"$lte": document["version"]}},
+                              {"$set": document}, upsert=True)
         return True
-    except DuplicateKeyError:  # a concurrent writer inserted it first: compare again
-        return store_event(db, document)
+    except DuplicateKeyError:
+        return False

@@ -156,3 +156,31 @@ def test_a_users_tombstone_is_not_live_and_frees_its_names(users):
     assert storage.live(db, "u1") is None and storage.by_username(db, "ann") is None
     storage.insert(db, account("u2", "ann", "ann@example.org"))
     assert storage.by_email(db, "ann@example.org")["_id"] == "u2"
+
+
+@pytest.fixture(params=["fake", "real"])
+def alerts(request, new_database):
+    if request.param == "fake":
+        fake = FakeAlertsStorage()
+        return fake, fake
+    return alerts_storage, new_database("alerts", prepare=alerts_storage.ensure_indexes)
+
+
+def test_alerts_event_copies_keep_the_newest_version_and_alerts_are_recorded_once(alerts):
+    storage, db = alerts
+    copy = {"_id": "e1", "version": 2, "deleted": False, "event": {"id": "e1"}}
+    assert storage.store_event(db, copy)
+    assert storage.store_event(db, copy)  # the same version again: handled again
+    assert not storage.store_event(db, {**copy, "version": 1})
+    assert storage.store_event(db, {**copy, "version": 3, "deleted": True})
+    assert storage.find_events(db, ["e1", "e2"])["e1"]["version"] == 3
+    alert = {"_id": storage.alert_id("s1", "e1"), "saved_search_id": "s1", "user_id": "u1",
+             "event_id": "e1", "frequency": "instant", "status": "pending",
+             "due_at": moment(0), "created_at": moment(0)}
+    assert storage.record_alert(db, alert) and not storage.record_alert(db, alert)
+    assert [a["_id"] for a in storage.due_alerts(db, moment(1), 10)] == ["s1:e1"]
+    message = {"event_type": "alert_due"}
+    assert storage.claim_mail(db, "alert:s1:e1", message, ["e1"], moment(1)) == ["e1"]
+    assert storage.claim_mail(db, "alert:s1:e1", message, ["e2"], moment(2)) == ["e1"]
+    storage.mark_sent(db, ["s1:e1"], "alert:s1:e1", moment(2))
+    assert storage.due_alerts(db, moment(3), 10) == []
