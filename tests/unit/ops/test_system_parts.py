@@ -1,7 +1,8 @@
 """tools.system pieces that need no broker: the dev JWT secret, service discovery."""
 import stat
 
-from tools.system import SERVICE_ORDER, System, available_services, jwt_secret
+from tests.support.waiting import wait_for
+from tools.system import SERVICE_ORDER, System, available_services, jwt_secret, live_group_members
 
 
 def test_jwt_secret_is_generated_once_and_private(tmp_path):
@@ -56,8 +57,9 @@ def test_stop_kills_what_ignores_sigterm_and_its_whole_group(tmp_path):
     for name, code in [("stubborn", stubborn), ("polite", polite)]:
         system._spawn(Child(name, [sys.executable, "-c", code], system.log_dir / f"{name}.log"),
                       {})
-    time.sleep(0.5)
     pids = [c.process.pid for c in system.children]
+    # the grandchild exists once the stubborn one ignores SIGTERM and has spawned it
+    assert wait_for(lambda: len(live_group_members(pids[0])) == 2, timeout=10)
     began = time.monotonic()
     system.stop(timeout=3)
     assert time.monotonic() - began < 3.5
