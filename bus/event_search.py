@@ -78,6 +78,7 @@ def parse(query):
         "status": check("status", _status, query.get("status") or "scheduled"),
         "sort": check("sort", _sort, query.get("sort") or "starts_at"),
         "limit": check("limit", _limit, query.get("limit", 20)),
+        "series_id": check("series_id", _series, query.get("series_id")),
     }
     if not errors:
         if parsed["to"] is not None and parsed["to"] <= parsed["from"]:
@@ -120,6 +121,12 @@ def _words(value):
     if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
         raise ValueError("Expected a list of words.")
     return tokenise(" ".join(value)) or None
+
+
+def _series(value):
+    if value is not None and not isinstance(value, str):
+        raise ValueError("Expected a series id.")
+    return value
 
 
 def _time(value):

@@ -24,7 +24,7 @@ import zoneinfo
 
 from marshmallow import ValidationError, fields, validate
 
-from bus import cursors, times
+from bus import cursors, recurrence, times
 from bus.messages import iso
 
 # --- limits (API.md) ---------------------------------------------------------------------
@@ -211,3 +211,21 @@ def _as_list(validators):
     if callable(validators):
         return [validators]
     return list(validators)
+
+
+class Recurrence(Text):
+    """A recurring event's RRULE (API.md v1.1), checked by bus.recurrence."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {}).setdefault("description", (
+            "RFC 5545 RRULE: FREQ=DAILY|WEEKLY|MONTHLY, INTERVAL, BYDAY (weekly MO,TU,..; "
+            "monthly 1FR, -1SU), and exactly one of COUNT (1..500) or UNTIL (at most 2 "
+            f"years after starts_at), {recurrence.EXAMPLE}. At most 500 occurrences."))
+        super().__init__((1, recurrence.MAX_LENGTH), blank=False, validate=_rule, **kwargs)
+
+
+def _rule(value):
+    try:
+        recurrence.parse(value)
+    except recurrence.RuleError as error:
+        raise ValidationError(str(error)) from None

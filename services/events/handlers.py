@@ -8,7 +8,9 @@ import re
 import uuid
 
 from marshmallow import ValidationError as SchemaError
+from pymongo.errors import BulkWriteError
 
+from bus import recurrence
 from bus.concurrency import LOST, compare_and_set
 from bus.errors import NotFound, ValidationError, validation_error
 from bus.messages import iso, new_message, utc_now
@@ -28,7 +30,12 @@ _schema = EventFields()
 
 def create(db, fields, command_id=None):
     """A new event. ``command_id`` (the gateway's, for an Idempotency-Key) becomes its
-    id: the same command again finds the event it made instead of making another."""
+    id: the same command again finds the event it made instead of making another.
+    With a `recurrence`, the first occurrence of the new series (create_series)."""
+    if isinstance(fields, dict) and fields.get("recurrence") is not None:
+        return create_series(db, fields, command_id)[0]
+    if isinstance(fields, dict) and "recurrence" in fields:  # null: an event that does not recur
+        fields = {name: value for name, value in fields.items() if name != "recurrence"}
     if command_id is not None:
         done = storage.find_live(db, command_id) if isinstance(command_id, str) else None
         if done is not None:
@@ -36,6 +43,60 @@ def create(db, fields, command_id=None):
     document, message = new_event(fields, command_id)
     storage.insert(db, document, message)
     return message["data"]["event"]
+
+
+def create_series(db, fields, command_id=None):
+    """Every occurrence of a new recurring event (API.md v1.1), soonest first, stored in
+    one write (insert_many), each with its `event_created` message in its outbox. The
+    first occurrence's id (``command_id`` when given) is also the series id, so the
+    same command again finds the series it made."""
+    if command_id is not None and isinstance(command_id, str):
+        done = list(db[storage.COLLECTION].find({"series_id": command_id, **storage.LIVE})
+                    .sort(storage.BY_START))
+        if done:
+            return [to_resource(document) for document in done]
+    rule = fields.get("recurrence")
+    first, _ = new_event({k: v for k, v in fields.items() if k != "recurrence"},
+                               command_id)
+    try:
+        times = recurrence.occurrences(rule, first["starts_at"], first.get("ends_at"),
+                                       first["timezone"])
+    except recurrence.RuleError as error:
+        raise ValidationError({"recurrence": [str(error)]}) from None
+    series_id = first["_id"]
+    documents, events = [], []
+    for index, (starts_at, ends_at) in enumerate(times):
+        document = {**first, "_id": series_id if index == 0 else uuid.uuid4().hex,
+                    "starts_at": starts_at, "ends_at": ends_at, "series_id": series_id,
+                    "recurrence": rule}
+        event = to_resource(document)
+        document[storage.PENDING] = [new_message("events", "event_created", document["_id"],
+                                                 1, event=event)]
+        documents.append(document)
+        events.append(event)
+    try:
+        storage.insert_all(db, documents)
+    except BulkWriteError:  # the same command, at the same moment: its series stands
+        if command_id is None:
+            raise
+        return create_series(db, fields, command_id)
+    return events
+
+
+def series(db, series_id):
+    """API.md v1.1's series resource: {id, recurrence, occurrences, next}."""
+    if not isinstance(series_id, str) or not ID_PATTERN.fullmatch(series_id):
+        raise NotFound("No such series.")
+    collection = db[storage.COLLECTION]
+    query = {"series_id": series_id, **storage.LIVE}
+    count = collection.count_documents(query)
+    if count == 0:
+        raise NotFound("No such series.")
+    upcoming = collection.find_one({**query, "starts_at": {"$gte": _now()}},
+                                   sort=storage.BY_START)
+    known = upcoming or collection.find_one(query)
+    return {"id": series_id, "recurrence": known["recurrence"], "occurrences": count,
+            "next": to_resource(upcoming) if upcoming is not None else None}
 
 
 def new_event(fields, event_id=None):
@@ -120,6 +181,8 @@ def to_resource(document):
         "version": document["version"],
         "created_at": iso(document["created_at"]),
         "updated_at": iso(document["updated_at"]),
+        "series_id": document.get("series_id"),
+        "recurrence": document.get("recurrence"),
     }
 
 

@@ -16,7 +16,7 @@ from services.events import handlers, storage
 class EventsService:
     name = "events"
 
-    db = Mongo()
+    db = Mongo(prepare=storage.ensure_indexes)
     health = database_health
     outbox = Outbox([storage.COLLECTION])
     context = CallContext()
@@ -27,6 +27,17 @@ class EventsService:
         event = handlers.create(self.db, fields, command_id)
         self.outbox(storage.COLLECTION, event["id"])
         return event
+
+    @rpc
+    def create_series(self, fields, command_id=None):
+        occurrences = handlers.create_series(self.db, fields, command_id)
+        for event in occurrences:
+            self.outbox(storage.COLLECTION, event["id"])
+        return occurrences
+
+    @rpc
+    def get_series(self, series_id):
+        return handlers.series(self.db, series_id)
 
     @rpc
     def update(self, event_id, changes):

@@ -5,10 +5,19 @@ Times are stored as UTC datetimes. A deleted event stays as a tombstone
 document until the outbox has published it.
 """
 
-from bus.outbox import outgoing
+from pymongo import ASCENDING
+
+from bus.outbox import PENDING, outgoing  # noqa: F401  (PENDING: series are stored with it)
 
 COLLECTION = "events"
 LIVE = {"deleted": {"$ne": True}}
+BY_START = [("starts_at", ASCENDING), ("_id", ASCENDING)]
+
+
+def ensure_indexes(db):
+    # a series' occurrences, soonest first (GET /series, series PATCH and DELETE)
+    db[COLLECTION].create_index([("series_id", ASCENDING), ("starts_at", ASCENDING),
+                                 ("_id", ASCENDING)])
 
 
 def find_live(db, event_id):
@@ -20,6 +29,12 @@ def insert(db, document, message):
     db[COLLECTION].update_one(
         {"_id": document["_id"]}, {"$setOnInsert": document, **outgoing(message)}, upsert=True
     )
+
+
+def insert_all(db, documents):
+    """Store new events, each with its outgoing messages (``pending_events``), in one
+    write: a series of 500 is one insert_many, not 500 round trips."""
+    db[COLLECTION].insert_many(documents, ordered=False)
 
 
 def replace_version(db, event_id, version, changes, message):

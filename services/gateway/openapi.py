@@ -94,7 +94,23 @@ CREATE_EVENT_DESCRIPTION = """Admin only. Required: `title`, `starts_at`, `topic
 Defaults: `description` "", `ends_at` null, `timezone` "UTC", `place` null,
 `organizer` null, `status` "scheduled". Topics are trimmed, lower-cased and
 de-duplicated. `ends_at` must be after `starts_at` (checked here when both are in the
-body, by the events service against the stored `starts_at` otherwise)."""
+body, by the events service against the stored `starts_at` otherwise).
+
+`recurrence` (an RRULE, see the Event schema) makes a recurring event: every occurrence
+is created at once as an event of its own (own `id`, `version`, searchable and
+remindable) with `series_id` and `recurrence` set, and the answer is the first
+occurrence. Occurrences keep the wall-clock time of `starts_at` in `timezone` across
+daylight-saving changes, and the first one's wall-clock duration. As in RFC 5545,
+`starts_at` is the first occurrence only if it matches the rule (a `BYDAY=TU` rule
+with a Monday `starts_at` begins the Tuesday after); a wall-clock time skipped by a
+spring-forward change is taken with the offset before it (02:30 becomes 03:30 summer
+time). The series' id is the first occurrence's id. At most 500 occurrences, however
+the series ends. A rule outside the subset, COUNT over 500, UNTIL more than 2 years
+after `starts_at`, or a rule that makes no occurrence: 422 naming `recurrence`."""
+
+SERIES_DESCRIPTION = """Public. `occurrences`: how many occurrences the series has now
+(deleted ones not counted, past ones counted); `next`: the soonest occurrence that has
+not started yet, or null. A series none of whose occurrences remains is a 404."""
 
 UPDATE_EVENT_DESCRIPTION = """Admin only. Any non-empty subset of the writable fields
 (an empty body is a 422); `ends_at`, `place` and `organizer` may be set to null.
@@ -158,6 +174,8 @@ OPERATIONS = [
      schemas.EventPage, [], SEARCH_DESCRIPTION),
     ("post", "/events", "Create an event", "admin", schemas.EventCreate, None, 201,
      schemas.Event, [], CREATE_EVENT_DESCRIPTION),
+    ("get", "/series/{series_id}", "A recurring event's series", None, None, None, 200,
+     schemas.Series, [404], SERIES_DESCRIPTION),
     ("get", "/events/{event_id}", "An event (write side: a 201 is visible at once)", None,
      None, None, 200, schemas.Event, [404], None),
     ("patch", "/events/{event_id}", "Change an event", "admin", schemas.EventChanges, None,
@@ -316,7 +334,7 @@ def build():
         ("Notification", schemas.Notification), ("EventPage", schemas.EventPage),
         ("NotificationPage", schemas.NotificationPage), ("Error", schemas.Error),
         ("Health", schemas.Health), ("SavedSearch", schemas.SavedSearch),
-        ("SavedSearchPage", schemas.SavedSearchPage),
+        ("SavedSearchPage", schemas.SavedSearchPage), ("Series", schemas.Series),
     ]:
         spec.components.schema(name, schema=schema)
     for code, (name, description) in ERRORS.items():

@@ -46,7 +46,7 @@ class EventEntry:
     """One event as the search needs it, and its response body, encoded once."""
 
     __slots__ = ("id", "version", "key", "status", "topics", "words", "lat", "lng", "body",
-                 "epoch")
+                 "epoch", "series_id")
 
     def __init__(self, event, epoch):
         place = event.get("place")
@@ -62,6 +62,7 @@ class EventEntry:
         self.lat, self.lng = (place["lat"], place["lng"]) if place else (None, None)
         self.body = json.dumps(event).encode()
         self.epoch = epoch
+        self.series_id = event.get("series_id")
 
 
 class EventsView:
@@ -75,6 +76,7 @@ class EventsView:
         self._by_start = []  # sorted (starts_at micros, id) of every entry
         self._by_topic = {}  # topic -> sorted keys
         self._by_word = {}  # word -> set of ids
+        self._by_series = {}  # series id -> sorted keys of its occurrences
         # What is held: every known event with lower <= key < upper (None: no end).
         self._lower = (micros((now or datetime.now(timezone.utc)) - self.past), "")
         self._upper = None
@@ -126,7 +128,10 @@ class EventsView:
         status = STATUSES[query["status"]]
         topics = query["topics"]
         near = _near_check(query)
-        if query["words"]:
+        series_id = query["series_id"]
+        if series_id is not None:
+            keys = self._slice(self._by_series.get(series_id, ()), start, end)
+        elif query["words"]:
             candidates = self._with_words(query["words"])
             keys = sorted(self._entries[i].key for i in candidates)
             keys = keys[bisect_left(keys, start):bisect_left(keys, end) if end else None]
@@ -135,12 +140,15 @@ class EventsView:
             keys = _unique(merge(*slices)) if len(slices) > 1 else slices[0]
         else:
             keys = self._slice(self._by_start, start, end)
-        wanted_topics = set(topics) if topics and query["words"] else None
+        wanted_topics = set(topics) if topics and (query["words"] or series_id) else None
+        words = set(query["words"]) if query["words"] and series_id is not None else None
         for key in keys:
             entry = self._entries[key[1]]
             if status is not None and entry.status != status:
                 continue
             if wanted_topics is not None and wanted_topics.isdisjoint(entry.topics):
+                continue
+            if words is not None and not words.issubset(entry.words):
                 continue
             distance = None
             if near is not None:
@@ -234,6 +242,8 @@ class EventsView:
             insort(self._by_topic.setdefault(topic, []), entry.key)
         for word in entry.words:
             self._by_word.setdefault(word, set()).add(entry.id)
+        if entry.series_id is not None:
+            insort(self._by_series.setdefault(entry.series_id, []), entry.key)
 
     def _drop(self, event_id):
         entry = self._entries.pop(event_id, None)
@@ -247,6 +257,11 @@ class EventsView:
             ids.discard(event_id)
             if not ids:
                 del self._by_word[word]
+        if entry.series_id is not None:
+            keys = self._by_series[entry.series_id]
+            _remove_key(keys, entry.key)
+            if not keys:
+                del self._by_series[entry.series_id]
 
     def _shrink(self):
         """Over the bound: let go of the latest events and stop holding anything at or

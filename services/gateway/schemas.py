@@ -146,6 +146,7 @@ class EventCreate(EventFields):
     place = fields.Nested(Place, allow_none=True, load_default=None)
     organizer = rules.Text(rules.ORGANIZER, allow_none=True, load_default=None)
     status = fields.String(load_default="scheduled", validate=OneOf(EVENT_STATUSES))
+    recurrence = rules.Recurrence(allow_none=True, load_default=None)
 
 
 class EventChanges(EventFields):
@@ -261,6 +262,8 @@ class EventSearch(Query):
     )
     status = fields.String(load_default="scheduled", validate=OneOf([*EVENT_STATUSES, "all"]))
     sort = fields.String(load_default="starts_at", validate=OneOf(["starts_at", "distance"]))
+    series_id = rules.Text(rules.EVENT_ID, metadata={
+        "description": "Only the occurrences of this recurring event's series."})
 
     @pre_load
     def _split_topics(self, data, **kwargs):
@@ -297,6 +300,7 @@ class EventSearch(Query):
             "sort": data["sort"],
             "limit": data["limit"],
             "cursor": data.get("cursor"),
+            "series_id": data.get("series_id"),
         }
 
 
@@ -413,6 +417,20 @@ class Event(Schema):
     distance_km = fields.Float(
         metadata={"description": "Only in search results with near=lat,lng."}
     )
+    series_id = fields.String(allow_none=True, metadata={
+        "description": "The series of a recurring event's occurrence (GET /series/{id}); "
+                       "null for an event that does not recur."})
+    recurrence = fields.String(allow_none=True, metadata={
+        "description": "The series' RRULE as given on creation; null if it does not recur."})
+
+
+class Series(Schema):
+    id = fields.String()
+    recurrence = fields.String()
+    occurrences = fields.Integer(metadata={
+        "description": "How many occurrences the series has now, past ones included."})
+    next = fields.Nested(Event, allow_none=True, metadata={
+        "description": "The soonest occurrence that has not started; null if none."})
 
 
 class Notification(Schema):

@@ -262,9 +262,20 @@ class GatewayService(web.WebApp):
     @idempotent
     def create_event(self, request, body):
         self.auth.admin(request)
-        event = self.events.create(load(EventCreate, body), **command_id(request))
-        self.read_models.events.apply(event)
-        return 201, event
+        fields = load(EventCreate, body)
+        if fields.get("recurrence") is None:
+            event = self.events.create(fields, **command_id(request))
+            self.read_models.events.apply(event)
+            return 201, event
+        # a series: every occurrence is searchable here at once (the reply carries them)
+        occurrences = self.events.create_series(fields, **command_id(request))
+        for event in occurrences:
+            self.read_models.events.apply(event)
+        return 201, occurrences[0]
+
+    @http("GET", "/series/<series_id>")
+    def get_series(self, request, series_id):
+        return self.events.get_series(series_id)
 
     @http("PATCH", "/events/<event_id>")
     def update_event(self, request, event_id, body):

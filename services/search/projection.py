@@ -29,6 +29,8 @@ def from_event(event):
                           place["name"] if place else None),
         "event": event,
     }
+    if event.get("series_id") is not None:  # GET /events?series_id= (its index)
+        document["series_id"] = event["series_id"]
     if place:
         document["location"] = {"type": "Point", "coordinates": [place["lng"], place["lat"]]}
     return document

@@ -206,6 +206,8 @@ def build_filter(query, keyset=True):
     if query["topics"]:
         topics = query["topics"]
         conditions["topics"] = topics[0] if len(topics) == 1 else {"$in": topics}
+    if query["series_id"] is not None:
+        conditions["series_id"] = query["series_id"]
     if query["words"]:
         words = query["words"]
         conditions["words"] = words[0] if len(words) == 1 else {"$all": words}

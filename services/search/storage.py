@@ -50,6 +50,9 @@ INDEXES = {
                                    ("_id", ASCENDING)],
     "starts_at_1__id_1": BY_START,
     "words_1": [("words", ASCENDING)],
+    # GET /events?series_id=: one series' occurrences by start time
+    "series_id_1_starts_at_1__id_1": [("series_id", ASCENDING), ("starts_at", ASCENDING),
+                                      ("_id", ASCENDING)],
 }
 
 

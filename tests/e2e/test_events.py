@@ -17,7 +17,7 @@ EVENT = {
     "organizer": "Paris Jazz Club",
 }
 FIELDS = {"id", "title", "description", "topics", "starts_at", "ends_at", "timezone", "place",
-          "organizer", "status", "version", "created_at", "updated_at"}
+          "organizer", "status", "version", "created_at", "updated_at", "series_id", "recurrence"}
 
 
 def assert_error(response, status, code, fields=()):

@@ -36,7 +36,8 @@ def test_create_returns_the_api_resource_in_utc(db):
 
     assert set(event) == {"id", "title", "description", "topics", "starts_at", "ends_at",
                           "timezone", "place", "organizer", "status", "version", "created_at",
-                          "updated_at"}
+                          "updated_at", "series_id", "recurrence"}
+    assert event["series_id"] is None and event["recurrence"] is None
     assert len(event["id"]) == 32
     assert event["topics"] == ["music", "jazz"]
     assert event["starts_at"] == "2026-12-05T19:30:00Z"

@@ -1,0 +1,142 @@
+"""API.md v1.1, "Events, added: recurring events": series over HTTP."""
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.e2e.helpers import assert_error
+from tests.support.waiting import wait_for
+
+MADRID = ZoneInfo("Europe/Madrid")
+SERIES = {
+    "title": "Tuesday choir",
+    "topics": ["music"],
+    # Sunday 2031-10-19, 19:00 in Madrid (summer time); the clocks go back on the 26th
+    "starts_at": "2031-10-19T19:00:00+02:00",
+    "ends_at": "2031-10-19T21:00:00+02:00",
+    "timezone": "Europe/Madrid",
+}
+
+
+def create(http, headers, **changes):
+    response = http.post("/events", json={**SERIES, **changes}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def local(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(MADRID)
+
+
+def search(http, **params):
+    response = http.get("/events", params={"from": "2031-01-01T00:00:00Z", "limit": 100,
+                                           **params})
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def occurrences(http, series_id, count):
+    """The series' occurrences from GET /events?series_id=, once there are ``count``
+    (another gateway process learns of them from the event stream)."""
+    seen = {}
+
+    def found():
+        seen["items"] = search(http, series_id=series_id)
+        return len(seen["items"]) == count
+
+    assert wait_for(found), seen
+    return seen["items"]
+
+
+def test_a_weekly_series_keeps_19_00_local_across_the_october_change(http, admin_headers):
+    first = create(http, admin_headers, recurrence="FREQ=WEEKLY;COUNT=3")
+    assert first["series_id"] and first["recurrence"] == "FREQ=WEEKLY;COUNT=3"
+    assert first["starts_at"] == "2031-10-19T17:00:00Z"
+    found = occurrences(http, first["series_id"], 3)
+    assert found[0] == first
+    starts = [local(e["starts_at"]) for e in found]
+    assert [s.hour for s in starts] == [19, 19, 19]
+    assert [s.utcoffset() for s in starts] == [timedelta(hours=2), timedelta(hours=1),
+                                               timedelta(hours=1)]
+    assert [e["starts_at"] for e in found] == ["2031-10-19T17:00:00Z", "2031-10-26T18:00:00Z",
+                                               "2031-11-02T18:00:00Z"]
+    assert [local(e["ends_at"]) - local(e["starts_at"]) for e in found] == \
+        [timedelta(hours=2)] * 3
+    assert len({e["id"] for e in found}) == 3
+    assert {e["series_id"] for e in found} == {first["series_id"]}
+    assert all(e["version"] == 1 for e in found)
+
+
+def test_get_series_counts_occurrences_and_gives_the_next(http, admin_headers):
+    first = create(http, admin_headers, recurrence="FREQ=MONTHLY;BYDAY=1FR;COUNT=4",
+                   starts_at="2031-01-03T18:00:00Z", ends_at=None, timezone="UTC")
+    response = http.get(f"/series/{first['series_id']}")
+    assert response.status_code == 200, response.text
+    series = response.json()
+    assert set(series) == {"id", "recurrence", "occurrences", "next"}
+    assert series["id"] == first["series_id"]
+    assert series["recurrence"] == "FREQ=MONTHLY;BYDAY=1FR;COUNT=4"
+    assert series["occurrences"] == 4
+    assert series["next"]["id"] == first["id"]
+    assert series["next"]["starts_at"] == "2031-01-03T18:00:00Z"
+
+
+def test_an_unknown_series_is_a_404(http):
+    assert_error(http.get(f"/series/{'0' * 32}"), 404, "not_found")
+    assert_error(http.get("/series/nope"), 404, "not_found")
+
+
+def test_series_id_search_finds_only_that_series(http, admin_headers):
+    one = create(http, admin_headers, recurrence="FREQ=DAILY;COUNT=2")
+    other = create(http, admin_headers, recurrence="FREQ=DAILY;COUNT=3")
+    single = http.post("/events", json=SERIES, headers=admin_headers).json()
+    assert single["series_id"] is None and single["recurrence"] is None
+    for series, count in ((one, 2), (other, 3)):
+        items = occurrences(http, series["series_id"], count)
+        assert {e["series_id"] for e in items} == {series["series_id"]}
+    assert search(http, series_id="0" * 32) == []
+    # from a year ago: beyond the gateway's in-memory window, the search service answers
+    assert wait_for(lambda: len(search(http, series_id=other["series_id"],
+                                       **{"from": "2026-01-01T00:00:00Z"})) == 3)
+    feed = http.get("/events.ics", params={"series_id": one["series_id"],
+                                           "from": "2031-01-01T00:00:00Z"})
+    assert feed.status_code == 200 and feed.text.count("BEGIN:VEVENT") == 2
+
+
+@pytest.mark.parametrize("rule, says", [
+    ("FREQ=DAILY;COUNT=501", "COUNT"),
+    ("FREQ=WEEKLY;UNTIL=20331020T000000Z", "2 years"),
+    ("FREQ=YEARLY;COUNT=2", "FREQ"),
+    ("FREQ=MONTHLY;BYDAY=MO;BYSETPOS=1;COUNT=2", "BYSETPOS"),
+    ("FREQ=DAILY;COUNT=2;UNTIL=20311101T000000Z", "exactly one"),
+    ("FREQ=DAILY", "exactly one"),
+    (42, None),
+])
+def test_bad_rules_are_422_naming_recurrence(http, admin_headers, rule, says):
+    response = http.post("/events", json={**SERIES, "recurrence": rule}, headers=admin_headers)
+    assert_error(response, 422, "validation_error", ["recurrence"])
+    if says:
+        assert says in " ".join(response.json()["error"]["details"]["recurrence"])
+
+
+def test_patch_and_delete_of_an_occurrence_act_on_it_only(http, admin_headers):
+    first = create(http, admin_headers, recurrence="FREQ=DAILY;COUNT=3")
+    items = occurrences(http, first["series_id"], 3)
+    changed = http.patch(f"/events/{items[1]['id']}", json={"title": "Moved rehearsal"},
+                         headers=admin_headers)
+    assert changed.status_code == 200 and changed.json()["series_id"] == first["series_id"]
+    assert http.delete(f"/events/{items[2]['id']}", headers=admin_headers).status_code == 204
+    after = occurrences(http, first["series_id"], 2)
+    assert [e["title"] for e in after] == [SERIES["title"], "Moved rehearsal"]
+    assert http.get(f"/series/{first['series_id']}").json()["occurrences"] == 2
+
+
+def test_idempotency_key_makes_one_series(http, admin_headers):
+    headers = {**admin_headers, "Idempotency-Key": f"series-{datetime.now().timestamp()}"}
+    body = {**SERIES, "recurrence": "FREQ=DAILY;COUNT=5"}
+    first = http.post("/events", json=body, headers=headers)
+    again = http.post("/events", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    series = http.get(f"/series/{first.json()['series_id']}").json()
+    assert series["occurrences"] == 5
