@@ -146,7 +146,7 @@ class EventCreate(EventFields):
     place = fields.Nested(Place, allow_none=True, load_default=None)
     organizer = rules.Text(rules.ORGANIZER, allow_none=True, load_default=None)
     status = fields.String(load_default="scheduled", validate=OneOf(EVENT_STATUSES))
-    recurrence = rules.Recurrence(allow_none=True, load_default=None)
+    recurrence = rules.Recurrence(allow_none=True)
 
 
 class EventChanges(EventFields):

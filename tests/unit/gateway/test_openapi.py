@@ -89,7 +89,8 @@ def test_admin_routes_document_403_and_public_ones_need_no_token():
     public = {("get", "/health"), ("get", "/openapi.json"), ("post", "/users"),
               ("post", "/auth/token"), ("get", "/events"), ("get", "/events/{event_id}"),
               ("get", "/events.ics"), ("get", "/calendar/{token}.ics"), ("get", "/"),
-              ("get", "/web/{name}"), ("get", "/links/{token}"), ("post", "/links/{token}")}
+              ("get", "/web/{name}"), ("get", "/links/{token}"), ("post", "/links/{token}"),
+              ("get", "/series/{series_id}")}
     for method, path, operation in operations(document):
         assert ("403" in operation["responses"]) == ((method, path) in admin)
         assert ("security" not in operation) == ((method, path) in public)
@@ -110,7 +111,7 @@ def test_429_documents_retry_after_and_the_search_parameters_are_listed():
     names = {parameter["name"]
              for parameter in document["paths"]["/events"]["get"]["parameters"]}
     assert names == {"topic", "q", "from", "to", "near", "radius_km", "status", "sort",
-                     "limit", "cursor"}
+                     "limit", "cursor", "series_id"}
 
 
 def test_every_operation_documents_what_the_http_server_refuses_before_routing():

@@ -248,7 +248,7 @@ def test_search_defaults_are_upcoming_scheduled_events_by_start():
     assert datetime.fromisoformat(query.pop("from")) >= before.replace(microsecond=0)
     assert query == {"topics": None, "words": None, "to": None, "near": None,
                      "radius_km": 10, "status": "scheduled", "sort": "starts_at",
-                     "limit": 20, "cursor": None}
+                     "limit": 20, "cursor": None, "series_id": None}
 
 
 def test_topics_are_repeatable_and_comma_separated():
