@@ -192,13 +192,15 @@ def on_event_message(db, index, message, now, settings):
 
 
 def record(db, saved_search_id, event, now, settings):
-    """The alert of one (saved search, event); False if there is one already."""
+    """The alert of one (saved search, event); False if there is one already. A
+    recurring event is announced once per saved search, by the first of its
+    occurrences that matches, not once for each of up to 500."""
     saved = storage.find_saved_search(db, saved_search_id)
     if saved is None or saved["deleted"]:
         return False
     due_at = now if saved["frequency"] == "instant" else digest_due(db, saved, now, settings)
     return storage.record_alert(db, {
-        "_id": storage.alert_id(saved_search_id, event["id"]),
+        "_id": storage.alert_id(saved_search_id, event.get("series_id") or event["id"]),
         "saved_search_id": saved_search_id, "user_id": saved["user_id"],
         "event_id": event["id"], "frequency": saved["frequency"], "status": "pending",
         "due_at": due_at, "created_at": now,

@@ -136,8 +136,9 @@ def account_deleted(db, user_id):
 
 # alerts
 
-def alert_id(saved_search_id, event_id):
-    return f"{saved_search_id}:{event_id}"
+def alert_id(saved_search_id, announced_id):
+    """``announced_id``: the event's, or for an occurrence its series'."""
+    return f"{saved_search_id}:{announced_id}"
 
 
 def record_alert(db, document):

@@ -94,6 +94,19 @@ def test_a_new_matching_event_is_recorded_once_per_saved_search(db):
     assert len(db.alerts.documents) == 1
 
 
+def test_a_series_is_announced_once_per_saved_search_not_once_per_occurrence(db):
+    saved = create(db, {"topic": ["jazz"]})
+    index = SavedSearchIndex()
+    occurrences = [event(f"o{n}", series_id="o0", recurrence="FREQ=WEEKLY;COUNT=3",
+                         starts_at=f"2031-01-{5 + 7 * n:02d}T20:00:00Z") for n in range(3)]
+    recorded = [handlers.on_event_message(db, index, message("event_created", ev), NOW,
+                                          SETTINGS) for ev in occurrences]
+    assert recorded == [[saved["id"]], [], []]
+    # a single event beside it is still its own alert
+    assert handlers.on_event_message(db, index, message("event_created", event("single")),
+                                     NOW, SETTINGS) == [saved["id"]]
+
+
 def test_an_event_changed_into_a_match_is_new_and_one_that_matched_before_is_not(db):
     saved = create(db, {"topic": ["jazz"], "q": "quartet"})
     index = SavedSearchIndex()
