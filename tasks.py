@@ -186,17 +186,18 @@ def _test_paths(layer):
     return [f"tests/{layer}"] if layer else ["tests"]
 
 
-# The layers that drive a whole running system spend most of their time waiting for
-# it (a reminder's due time, a process's start); the others keep the CPU busy. The
-# default run runs the two groups side by side, each in its own pytest process.
-SYSTEM_LAYERS = ("browser", "e2e")
+# The layers that drive a whole running system (each its own) spend most of their time
+# waiting for it (a reminder's due time, a process's start); the others keep the CPU
+# busy. The default run runs each system layer and the rest side by side, each group in
+# its own pytest process.
+SYSTEM_LAYERS = ("e2e", "browser")
 
 
 def _default_shards():
     layers = _layers()
-    return {"system tests": [f"tests/{name}" for name in SYSTEM_LAYERS if name in layers],
-            "in-process tests": [f"tests/{name}" for name in layers
-                                 if name not in SYSTEM_LAYERS]}
+    shards = {name: [f"tests/{name}"] for name in SYSTEM_LAYERS if name in layers}
+    shards["in-process"] = [f"tests/{name}" for name in layers if name not in SYSTEM_LAYERS]
+    return shards
 
 
 def _run_side_by_side(commands):
@@ -231,8 +232,8 @@ def _run_side_by_side(commands):
 def test(c, layer=None, args=None, slow=False):
     """Run the tests (unit, integration, e2e) but the slow ones; prints how long they took.
 
-    With no layer, the system tests (browser, e2e) and the in-process ones (unit,
-    integration) run side by side in two pytest processes (SYSTEM_LAYERS).
+    With no layer, the e2e tests, the browser tests and the in-process ones (unit,
+    integration) run side by side in three pytest processes (SYSTEM_LAYERS).
 
     `invoke test --slow` (or `--layer slow`) runs the tests marked ``slow`` (bursts,
     broker/database/SMTP faults), which the default run leaves out to stay under 5

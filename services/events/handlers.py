@@ -15,6 +15,7 @@ from bus.concurrency import LOST, compare_and_set
 from bus.errors import NotFound, ValidationError, validation_error
 from bus.messages import iso, new_message, utc_now
 from bus.mongo import page_by_id
+from bus.outbox import PENDING
 from services.events import storage
 from services.events.schemas import EventFields
 
@@ -51,8 +52,7 @@ def create_series(db, fields, command_id=None):
     first occurrence's id (``command_id`` when given) is also the series id, so the
     same command again finds the series it made."""
     if command_id is not None and isinstance(command_id, str):
-        done = list(db[storage.COLLECTION].find({"series_id": command_id, **storage.LIVE})
-                    .sort(storage.BY_START))
+        done = storage.series_occurrences(db, command_id)
         if done:
             return [to_resource(document) for document in done]
     rule = fields.get("recurrence")
@@ -70,7 +70,7 @@ def create_series(db, fields, command_id=None):
                     "starts_at": starts_at, "ends_at": ends_at, "series_id": series_id,
                     "recurrence": rule}
         event = to_resource(document)
-        document[storage.PENDING] = [new_message("events", "event_created", document["_id"],
+        document[PENDING] = [new_message("events", "event_created", document["_id"],
                                                  1, event=event)]
         documents.append(document)
         events.append(event)
@@ -87,15 +87,13 @@ def series(db, series_id):
     """API.md v1.1's series resource: {id, recurrence, occurrences, next}."""
     if not isinstance(series_id, str) or not ID_PATTERN.fullmatch(series_id):
         raise NotFound("No such series.")
-    collection = db[storage.COLLECTION]
-    query = {"series_id": series_id, **storage.LIVE}
-    count = collection.count_documents(query)
-    if count == 0:
+    occurrences = storage.series_occurrences(db, series_id)
+    if not occurrences:
         raise NotFound("No such series.")
-    upcoming = collection.find_one({**query, "starts_at": {"$gte": _now()}},
-                                   sort=storage.BY_START)
-    known = upcoming or collection.find_one(query)
-    return {"id": series_id, "recurrence": known["recurrence"], "occurrences": count,
+    now = _now()
+    upcoming = next((o for o in occurrences if o["starts_at"] >= now), None)
+    return {"id": series_id, "recurrence": occurrences[0]["recurrence"],
+            "occurrences": len(occurrences),
             "next": to_resource(upcoming) if upcoming is not None else None}
 
 

@@ -5,19 +5,24 @@ Times are stored as UTC datetimes. A deleted event stays as a tombstone
 document until the outbox has published it.
 """
 
-from pymongo import ASCENDING
+import pymongo
 
-from bus.outbox import PENDING, outgoing  # noqa: F401  (PENDING: series are stored with it)
+from bus.outbox import outgoing
 
 COLLECTION = "events"
 LIVE = {"deleted": {"$ne": True}}
-BY_START = [("starts_at", ASCENDING), ("_id", ASCENDING)]
 
 
 def ensure_indexes(db):
-    # a series' occurrences, soonest first (GET /series, series PATCH and DELETE)
-    db[COLLECTION].create_index([("series_id", ASCENDING), ("starts_at", ASCENDING),
-                                 ("_id", ASCENDING)])
+    # a series' occurrences, soonest first (GET /series)
+    db[COLLECTION].create_index([("series_id", pymongo.ASCENDING),
+                                 ("starts_at", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)])
+
+
+def series_occurrences(db, series_id):
+    """The live occurrences of a series (500 at most), soonest first."""
+    return list(db[COLLECTION].find({"series_id": series_id, **LIVE})
+                .sort([("starts_at", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)]))
 
 
 def find_live(db, event_id):

@@ -249,6 +249,17 @@ class FakeEventsStorage(FakeStorage):
     def count_live(self, db):
         return self[self.COLLECTION].count_documents(self.LIVE)
 
+    def ensure_indexes(self, db):
+        pass
+
+    def insert_all(self, db, documents):
+        for document in documents:
+            self[self.COLLECTION].insert_one(document)
+
+    def series_occurrences(self, db, series_id):
+        found = self[self.COLLECTION].find({"series_id": series_id, **self.LIVE})
+        return sorted(found, key=lambda d: (d["starts_at"], d["_id"]))
+
 
 class FakeUsersStorage(FakeStorage):
     """services/users/storage.py in memory, unique usernames and emails included."""
