@@ -18,6 +18,9 @@ forward day is read with the offset before the change (zoneinfo's fold=0: 02:30 
 RFC 5545 the first start counts as the first occurrence only if it matches the rule
 (`BYDAY=TU` with a Monday start begins on the Tuesday after); a monthly rule without
 BYDAY skips months without that day (the 31st).
+
+Moving a series (PATCH /series/{id}: ``wall_shift``, ``moved``) works on the same wall
+clock: every occurrence moves by the same local-time shift.
 """
 import re
 from datetime import datetime, timezone
@@ -34,6 +37,8 @@ DAYS = {"MO": rrule.MO, "TU": rrule.TU, "WE": rrule.WE, "TH": rrule.TH, "FR": rr
         "SA": rrule.SA, "SU": rrule.SU}
 MAX_LENGTH = 200  # longer than any rule of the subset can usefully be
 EXAMPLE = "e.g. FREQ=WEEKLY;BYDAY=TU,TH;COUNT=20"
+# PATCH /series/{id} (the gateway's schema, the events service again)
+FIXED = "A series' recurrence cannot be changed: delete the series and create a new one."
 _MONTHLY_DAY = re.compile(r"([+-]?)([1-5])(MO|TU|WE|TH|FR|SA|SU)")
 _UNTIL = re.compile(r"(\d{8})(T\d{6}Z)?")
 
@@ -85,8 +90,8 @@ def occurrences(text, starts_at, ends_at, zone):
     RuleError if UNTIL is more than 2 years after the first start or nothing occurs."""
     rule = parse(text)
     tz = ZoneInfo(zone)
-    first = starts_at.astimezone(tz).replace(tzinfo=None)  # wall clock
-    duration = None if ends_at is None else ends_at.astimezone(tz).replace(tzinfo=None) - first
+    first = _local(starts_at, tz)  # wall clock
+    duration = None if ends_at is None else _local(ends_at, tz) - first
     options = {"dtstart": first, "interval": rule["interval"]}
     if "count" in rule:
         options["count"] = rule["count"]
@@ -108,6 +113,31 @@ def occurrences(text, starts_at, ends_at, zone):
     if not found:
         raise RuleError("The rule makes no occurrence from starts_at on.")
     return found
+
+
+def wall_shift(before, after, zone):
+    """How far ``after`` is from ``before`` on the wall clock of ``zone`` (a timedelta):
+    a series PATCH moves every occurrence by this much local time."""
+    tz = ZoneInfo(zone)
+    return _local(after, tz) - _local(before, tz)
+
+
+def moved(starts_at, ends_at, zone, shift, duration=None):
+    """(starts_at, ends_at) of an occurrence moved by ``shift`` of wall-clock time in
+    ``zone``, so 19:00 -> 20:00 stays 20:00 local on both sides of a daylight-saving
+    change. Its end keeps its own wall-clock duration, or takes ``duration`` (a
+    timedelta; None keeps it); an occurrence with no end keeps none."""
+    tz = ZoneInfo(zone)
+    start = _local(starts_at, tz) + shift
+    if duration is None:
+        if ends_at is None:
+            return _utc(start, tz), None
+        duration = _local(ends_at, tz) - _local(starts_at, tz)
+    return _utc(start, tz), _utc(start + duration, tz)
+
+
+def _local(moment, tz):
+    return moment.astimezone(tz).replace(tzinfo=None)
 
 
 def _utc(local, tz):

@@ -6,6 +6,7 @@ service then asks the outbox to publish; if that fails the sweeper does it.
 """
 import re
 import uuid
+from datetime import timedelta
 
 from marshmallow import ValidationError as SchemaError
 from pymongo.errors import BulkWriteError
@@ -85,11 +86,7 @@ def create_series(db, fields, command_id=None):
 
 def series(db, series_id):
     """API.md v1.1's series resource: {id, recurrence, occurrences, next}."""
-    if not isinstance(series_id, str) or not ID_PATTERN.fullmatch(series_id):
-        raise NotFound("No such series.")
-    occurrences = storage.series_occurrences(db, series_id)
-    if not occurrences:
-        raise NotFound("No such series.")
+    occurrences = _occurrences(db, series_id)
     now = _now()
     upcoming = next((o for o in occurrences if o["starts_at"] >= now), None)
     return {"id": series_id, "recurrence": occurrences[0]["recurrence"],
@@ -112,9 +109,17 @@ def new_event(fields, event_id=None):
 
 def update(db, event_id, changes):
     values = _load(changes, partial=True)
+    return _update(db, event_id, lambda document: values)
 
+
+def _update(db, event_id, values_for):
+    """Change one event under the optimistic-concurrency rule: ``values_for(document)``
+    gives the changes for what was read (None: leave it as it is, answer None)."""
     def attempt():
         document = _find(db, event_id)
+        values = values_for(document)
+        if values is None:
+            return None
         updated = {**document, **values, "version": document["version"] + 1,
                    "updated_at": _now()}
         _check_times(updated, values)
@@ -130,6 +135,76 @@ def update(db, event_id, changes):
         return LOST
 
     return compare_and_set(attempt, KEPT_CHANGING)
+
+
+def update_series(db, series_id, changes):
+    """PATCH /series/{id}: every occurrence that has not started takes the changes, each
+    as a PATCH of that event would (a new version, an `event_updated`). `starts_at` is
+    the new start of the next occurrence: each one moves by the same wall-clock shift in
+    its time zone; `ends_at` likewise sets the next one's end, and each occurrence then
+    lasts as long (wall clock); without it each keeps its own duration. Answers
+    {"series": the series resource, "changed": the changed occurrences}."""
+    if isinstance(changes, dict) and "recurrence" in changes:
+        raise ValidationError({"recurrence": [recurrence.FIXED]})
+    values = _load(changes, partial=True)
+    upcoming = _upcoming(db, series_id)
+    changed = []
+    if upcoming:
+        values_for = _series_changes(upcoming[0], values)
+        for occurrence in upcoming:
+            event = _update(db, occurrence["_id"], values_for)
+            if event is not None:
+                changed.append(event)
+    return {"series": series(db, series_id), "changed": changed}
+
+
+def _series_changes(first, values):
+    """``values_for`` of ``_update`` for each occurrence of a series PATCH whose first
+    not-started occurrence is ``first``."""
+    zone = values.get("timezone", first["timezone"])
+    new_start = values.get("starts_at", first["starts_at"])
+    shift = recurrence.wall_shift(first["starts_at"], new_start, zone)
+    duration = None
+    if values.get("ends_at") is not None:
+        duration = recurrence.wall_shift(new_start, values["ends_at"], zone)
+        if duration <= timedelta(0):
+            raise ValidationError({"ends_at": [
+                "Must be after starts_at (the next occurrence's start)."]})
+    moves = "starts_at" in values or duration is not None
+    others = {name: value for name, value in values.items()
+              if name not in ("starts_at", "ends_at")}
+    now = _now()
+
+    def values_for(document):
+        if document["starts_at"] <= now:
+            return None  # it started meanwhile: a series PATCH leaves it
+        changes = dict(others)
+        if moves:
+            changes["starts_at"], changes["ends_at"] = recurrence.moved(
+                document["starts_at"], document.get("ends_at"),
+                values.get("timezone", document["timezone"]), shift, duration)
+        if "ends_at" in values and values["ends_at"] is None:
+            changes["ends_at"] = None
+        return changes
+
+    return values_for
+
+
+def _upcoming(db, series_id):
+    """The series' occurrences that have not started (starts_at > now), soonest first;
+    NotFound if the series has no occurrence at all."""
+    now = _now()
+    return [o for o in _occurrences(db, series_id) if o["starts_at"] > now]
+
+
+def _occurrences(db, series_id):
+    """Every live occurrence of the series, soonest first; NotFound if none."""
+    if not isinstance(series_id, str) or not ID_PATTERN.fullmatch(series_id):
+        raise NotFound("No such series.")
+    occurrences = storage.series_occurrences(db, series_id)
+    if not occurrences:
+        raise NotFound("No such series.")
+    return occurrences
 
 
 def delete(db, event_id):

@@ -40,6 +40,13 @@ class EventsService:
         return handlers.series(self.db, series_id)
 
     @rpc
+    def update_series(self, series_id, changes):
+        result = handlers.update_series(self.db, series_id, changes)
+        for event in result["changed"]:
+            self.outbox(storage.COLLECTION, event["id"])
+        return result
+
+    @rpc
     def update(self, event_id, changes):
         event = handlers.update(self.db, event_id, changes)
         self.outbox(storage.COLLECTION, event_id)

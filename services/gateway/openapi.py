@@ -112,6 +112,19 @@ SERIES_DESCRIPTION = """Public. `occurrences`: how many occurrences the series h
 (deleted ones not counted, past ones counted); `next`: the soonest occurrence that has
 not started yet, or null. A series none of whose occurrences remains is a 404."""
 
+UPDATE_SERIES_DESCRIPTION = """Admin only. Any non-empty subset of the writable fields
+but `recurrence` (any value of it is a 422 naming it). Changes every occurrence that
+has not started yet (`starts_at` after now), each exactly as `PATCH /events/{id}` would
+(its `version` + 1, its reminders follow); started ones stay as they are. `starts_at`
+is the new start of the next occurrence: each occurrence moves by the same wall-clock
+shift in its time zone (the new `timezone` if given), so a 19:00 weekly event moved to
+20:00 is at 20:00 local on both sides of a daylight-saving change. `ends_at` sets the
+next occurrence's end, and every occurrence then lasts as long on the wall clock;
+without it each keeps its own duration (`null` removes every end). Answers the series
+(as `GET /series/{id}`). Unknown series: 404. Each occurrence is written on its own: a
+409 (one kept changing under concurrent writes) may leave earlier ones changed; the
+same PATCH again is safe (a `starts_at` is a target, not a relative move)."""
+
 UPDATE_EVENT_DESCRIPTION = """Admin only. Any non-empty subset of the writable fields
 (an empty body is a 422); `ends_at`, `place` and `organizer` may be set to null.
 `status: "cancelled"` cancels the event. `version` goes up by one."""
@@ -176,6 +189,9 @@ OPERATIONS = [
      schemas.Event, [], CREATE_EVENT_DESCRIPTION),
     ("get", "/series/{series_id}", "A recurring event's series", None, None, None, 200,
      schemas.Series, [404], SERIES_DESCRIPTION),
+    ("patch", "/series/{series_id}", "Change a series' occurrences that have not started",
+     "admin", schemas.SeriesChanges, None, 200, schemas.Series, [404, 409],
+     UPDATE_SERIES_DESCRIPTION),
     ("get", "/events/{event_id}", "An event (write side: a 201 is visible at once)", None,
      None, None, 200, schemas.Event, [404], None),
     ("patch", "/events/{event_id}", "Change an event", "admin", schemas.EventChanges, None,

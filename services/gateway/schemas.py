@@ -14,6 +14,7 @@ from marshmallow import ValidationError as FieldError
 from marshmallow.validate import Length, OneOf, Range
 
 from bus import fields as rules
+from bus import recurrence
 from bus import times
 from bus.errors import ValidationError, validation_error
 from bus.messages import iso, utc_now
@@ -154,6 +155,18 @@ class EventChanges(EventFields):
     def _not_empty(self, data, **kwargs):
         if not data:
             raise FieldError("Give at least one field to change.")
+
+
+class SeriesChanges(EventChanges):
+    """PATCH /series/{id}: an event's writable fields; `recurrence` is named as fixed."""
+
+    recurrence = fields.Raw(load_only=True, metadata={
+        "description": "Not writable: any value is a 422 naming it."})
+
+    @validates_schema(pass_original=True)
+    def _recurrence_fixed(self, data, original, **kwargs):
+        if isinstance(original, dict) and "recurrence" in original:
+            raise FieldError({"recurrence": [recurrence.FIXED]})
 
 
 class NotificationFields(Body):

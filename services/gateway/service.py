@@ -41,6 +41,7 @@ from services.gateway.schemas import (
     EventCreate,
     EventFeed,
     EventSearch,
+    SeriesChanges,
     NotificationChanges,
     NotificationCreate,
     NotificationFilter,
@@ -276,6 +277,14 @@ class GatewayService(web.WebApp):
     @http("GET", "/series/<series_id>")
     def get_series(self, request, series_id):
         return self.events.get_series(series_id)
+
+    @http("PATCH", "/series/<series_id>")
+    def update_series(self, request, series_id, body):
+        self.auth.admin(request)
+        result = self.events.update_series(series_id, load(SeriesChanges, body))
+        for event in result["changed"]:
+            self.read_models.events.apply(event)
+        return result["series"]
 
     @http("PATCH", "/events/<event_id>")
     def update_event(self, request, event_id, body):

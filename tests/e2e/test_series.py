@@ -1,10 +1,18 @@
 """API.md v1.1, "Events, added: recurring events": series over HTTP."""
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.e2e.helpers import assert_error
+from tests.e2e.reminders_support import (
+    Person,
+    create_reminder,
+    get_reminder,
+    parse,
+    stamp,
+    wait_for_reminder,
+)
 from tests.support.waiting import wait_for
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -38,13 +46,19 @@ def search(http, **params):
 def occurrences(http, series_id, count):
     """The series' occurrences from GET /events?series_id=, once there are ``count``
     (another gateway process learns of them from the event stream)."""
+    return settled(http, series_id, lambda items: len(items) == count)
+
+
+def settled(http, series_id, check, timeout=10, **params):
+    """The series' occurrences from GET /events?series_id= once ``check(items)`` holds
+    (on whichever gateway process answers)."""
     seen = {}
 
     def found():
-        seen["items"] = search(http, series_id=series_id)
-        return len(seen["items"]) == count
+        seen["items"] = search(http, series_id=series_id, **params)
+        return check(seen["items"])
 
-    assert wait_for(found), seen
+    assert wait_for(found, timeout=timeout), seen
     return seen["items"]
 
 
@@ -140,3 +154,96 @@ def test_idempotency_key_makes_one_series(http, admin_headers):
     assert first.json() == again.json()
     series = http.get(f"/series/{first.json()['series_id']}").json()
     assert series["occurrences"] == 5
+
+
+# PATCH /series/{id}
+
+def patch_series(http, headers, series_id, changes):
+    return http.patch(f"/series/{series_id}", json=changes, headers=headers)
+
+
+def test_patch_moves_19_00_to_20_00_local_on_both_sides_of_the_october_change(
+        http, admin_headers):
+    first = create(http, admin_headers, recurrence="FREQ=WEEKLY;COUNT=3")
+    occurrences(http, first["series_id"], 3)
+    response = patch_series(http, admin_headers, first["series_id"],
+                            {"starts_at": "2031-10-19T20:00:00+02:00"})
+    assert response.status_code == 200, response.text
+    series = response.json()
+    assert set(series) == {"id", "recurrence", "occurrences", "next"}
+    assert series["occurrences"] == 3 and series["next"]["starts_at"] == "2031-10-19T18:00:00Z"
+    # on both gateways: the one that answered and the one that follows the stream
+    found = settled(http, first["series_id"], lambda items: [e["starts_at"] for e in items] == [
+        "2031-10-19T18:00:00Z", "2031-10-26T19:00:00Z", "2031-11-02T19:00:00Z"])
+    assert [local(e["starts_at"]).hour for e in found] == [20, 20, 20]
+    # each keeps its two hours
+    assert [local(e["ends_at"]).hour for e in found] == [22, 22, 22]
+    assert [e["version"] for e in found] == [2, 2, 2]
+    assert http.get(f"/events/{found[2]['id']}").json()["starts_at"] == "2031-11-02T19:00:00Z"
+
+
+def test_patch_changes_only_the_occurrences_that_have_not_started(http, admin_headers):
+    # daily from 36 hours ago: two occurrences past, two to come
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=36)
+    first = create(http, admin_headers, recurrence="FREQ=DAILY;COUNT=4", timezone="UTC",
+                   starts_at=stamp(start), ends_at=stamp(start + timedelta(hours=1)))
+    series_id = first["series_id"]
+    response = patch_series(http, admin_headers, series_id,
+                            {"title": "Choir, new hall", "topics": ["Music", "singing"],
+                             "ends_at": stamp(start + timedelta(days=2, hours=3))})
+    assert response.status_code == 200, response.text
+    assert response.json()["next"]["title"] == "Choir, new hall"
+    found = settled(http, series_id, lambda items: len(items) == 4 and items[3]["version"] == 2,
+                    timeout=15, **{"from": stamp(start - timedelta(hours=1))})
+    assert [e["title"] for e in found] == [SERIES["title"]] * 2 + ["Choir, new hall"] * 2
+    assert [e["version"] for e in found] == [1, 1, 2, 2]
+    assert [e["topics"] for e in found[2:]] == [["music", "singing"]] * 2
+    # ends_at is the next one's new end: each upcoming one lasts 3 hours, the past ones 1
+    assert [parse(e["ends_at"]) - parse(e["starts_at"]) for e in found] == \
+        [timedelta(hours=1)] * 2 + [timedelta(hours=3)] * 2
+    assert [parse(e["starts_at"]) for e in found] == [start + timedelta(days=d)
+                                                      for d in range(4)]
+
+
+def test_patch_series_moves_relative_reminders_and_keeps_absolute_ones(http, admin_headers):
+    first = create(http, admin_headers, recurrence="FREQ=DAILY;COUNT=3", timezone="UTC",
+                   starts_at="2031-06-01T18:00:00Z", ends_at=None)
+    found = occurrences(http, first["series_id"], 3)
+    reader = Person(http)
+    relative = [create_reminder(http, reader.headers, e["id"], before_minutes=30)
+                for e in found[1:]]
+    absolute = create_reminder(http, reader.headers, found[2]["id"],
+                               remind_at="2031-06-01T08:00:00Z")
+    response = patch_series(http, admin_headers, first["series_id"],
+                            {"starts_at": "2031-06-01T19:15:00Z"})
+    assert response.status_code == 200, response.text
+    for day, reminder in zip((2, 3), relative):
+        wait_for_reminder(
+            http, reader.headers, reminder["id"],
+            lambda n, day=day: n["remind_at"] == f"2031-06-0{day}T18:45:00Z",
+            what="a relative reminder on an occurrence follows the series' move")
+    assert get_reminder(http, reader.headers, absolute["id"])["remind_at"] == \
+        "2031-06-01T08:00:00Z"
+
+
+def test_patch_series_answers_404_403_and_422_naming_the_field(http, admin_headers):
+    first = create(http, admin_headers, recurrence="FREQ=DAILY;COUNT=3")
+    series_id = first["series_id"]
+    reader = Person(http)
+    assert_error(patch_series(http, admin_headers, "0" * 32, {"title": "x"}), 404, "not_found")
+    assert_error(patch_series(http, admin_headers, "nope", {"title": "x"}), 404, "not_found")
+    assert_error(patch_series(http, reader.headers, series_id, {"title": "x"}), 403,
+                 "forbidden")
+    assert_error(http.patch(f"/series/{series_id}", json={"title": "x"}), 401, "unauthorized")
+    for changes, field in (({"recurrence": "FREQ=DAILY;COUNT=2"}, "recurrence"),
+                           ({"recurrence": None, "title": "x"}, "recurrence"),
+                           ({"title": ""}, "title"), ({"title": "x" * 121}, "title"),
+                           ({"starts_at": "2031-10-19T20:00:00"}, "starts_at"),
+                           ({"timezone": "Mars/Olympus"}, "timezone"),
+                           ({"ends_at": "2031-10-19T18:00:00+02:00"}, "ends_at"),
+                           ({"status": "postponed"}, "status"), ({"colour": "red"}, "colour")):
+        assert_error(patch_series(http, admin_headers, series_id, changes), 422,
+                     "validation_error", [field])
+    assert_error(patch_series(http, admin_headers, series_id, {}), 422, "validation_error")
+    # nothing was changed by the refused ones
+    assert http.get(f"/series/{series_id}").json()["next"]["version"] == 1

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bus.recurrence import RuleError, occurrences, parse
+from bus.recurrence import RuleError, moved, occurrences, parse, wall_shift
 
 MADRID = ZoneInfo("Europe/Madrid")
 
@@ -82,3 +82,19 @@ def test_at_most_500_occurrences_whichever_ends_the_series():
 def test_a_rule_with_no_occurrence_is_refused():
     with pytest.raises(RuleError, match="no occurrence"):
         occurrences("FREQ=DAILY;UNTIL=20300101", utc(2031, 1, 1, 10), None, "UTC")
+
+
+def test_a_series_move_is_the_same_wall_clock_shift_on_both_sides_of_a_change():
+    # the next occurrence moves 19:00 -> 20:30 in summer time; one after the change too
+    shift = wall_shift(utc(2031, 10, 19, 17), utc(2031, 10, 19, 18, 30), "Europe/Madrid")
+    assert shift == timedelta(hours=1, minutes=30)
+    start, end = moved(utc(2031, 10, 26, 18), utc(2031, 10, 26, 20), "Europe/Madrid", shift)
+    assert (start, end) == (utc(2031, 10, 26, 19, 30), utc(2031, 10, 26, 21, 30))
+    assert start.astimezone(MADRID).hour == 20
+    # a new duration, and an occurrence without an end
+    assert moved(utc(2031, 10, 26, 18), None, "Europe/Madrid", shift,
+                 timedelta(hours=3))[1] == utc(2031, 10, 26, 22, 30)
+    assert moved(utc(2031, 10, 26, 18), None, "Europe/Madrid", shift)[1] is None
+    # the same wall-clock shift is 25 elapsed hours across the change
+    day = wall_shift(utc(2031, 10, 25, 17), utc(2031, 10, 26, 18), "Europe/Madrid")
+    assert day == timedelta(days=1)
