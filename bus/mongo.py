@@ -3,6 +3,12 @@
 One ``MongoClient`` per service container (pymongo pools connections and is safe
 to share between greenthreads). ``prepare`` runs once at start, e.g. to create
 the indexes the service's queries need.
+
+Every write waits for the server's journal (``j: true``): without it SecantusDB, like
+mongod, acknowledges a write before its log reaches the file, and a kill -9 of the
+server loses the last ~100 ms of acknowledged writes (measured: 65 of 300 inserts).
+A lost hand-over mark is a reminder mailed twice; a lost event is a 201 that lied.
+It costs ~0.4 ms per write round trip. ``MONGO_JOURNAL=false`` turns it off.
 """
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
@@ -16,8 +22,10 @@ MAX_PAGE = 1000
 
 def connect(config, database_name):
     """A database handle outside a container (tasks, tests, rebuild tools)."""
+    journal = str(setting(config, "MONGO_JOURNAL", "true")).lower() not in ("false", "0", "no")
     client = MongoClient(
-        setting(config, "MONGO_URI"), tz_aware=True, serverSelectionTimeoutMS=5000
+        setting(config, "MONGO_URI"), tz_aware=True, serverSelectionTimeoutMS=5000,
+        journal=journal,
     )
     prefix = setting(config, "MONGO_DATABASE_PREFIX", "")
     return client, client[f"{prefix}{database_name}"]
