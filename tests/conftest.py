@@ -22,6 +22,12 @@ from bus.mongo import connect  # noqa: E402
 from tests.support.secantus import SecantusProcess  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--real-databases", action="store_true", dest="real_databases",
+                     help="unit tests that default to the in-memory FakeDatabase "
+                          "(tests.support.fakes.unit_database) use SecantusDB instead")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_timeout_set_timer(item, settings):
     """A test over its timeout fails, and the run goes on.

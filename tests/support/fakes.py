@@ -11,21 +11,53 @@ scenarios against a fake and the real module on SecantusDB, and fails when a
 real storage function has no fake counterpart, so a fake cannot drift from what
 it stands in for.
 
-Documents are deep-copied in and out, as a round trip through the database
-copies them. The collection view (``fake.users``, ``fake["users"]``) serves what
-handlers and tests read directly: equality queries (a list field matches any of
-its elements, None matches a missing field) and $ne, $gt, $lt, $in, $exists;
-updates with $set, $setOnInsert, $unset, $inc, $push ($each, $slice) and $pull.
+Documents go in and out as a round trip through BSON gives them back (copies;
+datetimes in UTC at millisecond precision). The collection (``fake.users``,
+``fake["users"]``, FakeCollection) has pymongo's Collection methods that the storage
+modules and handlers use, with their results and errors: queries with equality (a
+list field matches any of its elements, None matches a missing field), $ne, $in,
+$nin, $all, $gt(e), $lt(e), $exists, $not, $or, $and, values of different BSON
+types never comparing; updates with $set, $setOnInsert, $unset, $inc, $max, $min,
+$push ($each, $slice), $pull and $set pipelines; unique indexes; bulk writes.
+Aggregation is not faked: a test that needs it is marked ``@pytest.mark.database``.
+
+FakeDatabase is a whole database of such collections, for services whose handlers
+use collections directly (notifications, mailer, search): their real storage module
+runs on it (``unit_database``); ``pytest --real-databases`` runs those same tests on
+SecantusDB, which is how the fake is checked against the server.
 """
 import copy
+import functools
+import itertools
+from datetime import datetime, timezone
 
-from pymongo.errors import DuplicateKeyError
+from bson import ObjectId
+from pymongo import DeleteOne, InsertOne, ReplaceOne, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from services.alerts import storage as alerts_storage
 from services.events import storage as events_storage
 from services.users import storage as users_storage
 
 MISSING = object()
+INT64 = 2 ** 63
+
+
+def stored(value):
+    """``value`` as a round trip through BSON gives it back (a client with tz_aware=True):
+    datetimes in UTC at millisecond precision (naive ones taken as UTC), tuples as
+    lists, integers within 64 bits."""
+    if isinstance(value, dict):
+        return {key: stored(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [stored(item) for item in value]
+    if isinstance(value, datetime):
+        value = (value.replace(tzinfo=timezone.utc) if value.tzinfo is None
+                 else value.astimezone(timezone.utc))
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
+        raise OverflowError("MongoDB can only handle up to 8-byte ints")
+    return copy.deepcopy(value)
 
 
 def _get(document, path):
@@ -35,34 +67,75 @@ def _get(document, path):
             value = value.get(part, MISSING)
         elif isinstance(value, list) and part.isdigit():
             value = value[int(part)] if int(part) < len(value) else MISSING
+        elif isinstance(value, list):  # a field of each subdocument of an array
+            found = [_get(item, part) for item in value if isinstance(item, dict)]
+            value = [v for v in found if v is not MISSING] or MISSING
         else:
             return MISSING
     return value
 
 
+def _rank(value):
+    """BSON's order of types: values of different types never compare in a query."""
+    if value is MISSING or value is None:
+        return 1
+    if isinstance(value, bool):
+        return 8
+    if isinstance(value, (int, float)):
+        return 2
+    for rank, kind in ((3, str), (4, dict), (5, list), (6, bytes), (7, ObjectId),
+                       (9, datetime)):
+        if isinstance(value, kind):
+            return rank
+    return 10
+
+
+def _same(value, expected):
+    return _rank(value) == _rank(expected) and value == expected
+
+
 def _equal(value, expected):
     if expected is None:
-        return value is MISSING or value is None
-    if isinstance(value, list) and not isinstance(expected, list):
-        return expected in value
-    return value is not MISSING and value == expected
+        return value is MISSING or value is None or (isinstance(value, list) and None in value)
+    if isinstance(value, list):
+        return _same(value, expected) or any(_same(item, expected) for item in value)
+    return value is not MISSING and _same(value, expected)
+
+
+def _compare(value, operator, operand):
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        if item is MISSING or _rank(item) != _rank(operand):
+            continue
+        if operator == "$gt" and item > operand or operator == "$gte" and item >= operand \
+                or operator == "$lt" and item < operand or operator == "$lte" and item <= operand:
+            return True
+    return False
+
+
+def _is_operators(condition):
+    return (isinstance(condition, dict) and bool(condition)
+            and all(key.startswith("$") for key in condition))
 
 
 def _matches_condition(value, condition):
-    if not (isinstance(condition, dict) and condition and
-            all(key.startswith("$") for key in condition)):
+    if not _is_operators(condition):
         return _equal(value, condition)
-    values = value if isinstance(value, list) else [value]
     for operator, operand in condition.items():
         if operator == "$ne":
             ok = not _equal(value, operand)
         elif operator == "$in":
             ok = any(_equal(value, option) for option in operand)
+        elif operator == "$nin":
+            ok = not any(_equal(value, option) for option in operand)
+        elif operator == "$all":
+            ok = bool(operand) and all(_equal(value, item) for item in operand)
         elif operator == "$exists":
             ok = (value is not MISSING) == bool(operand)
-        elif operator in ("$gt", "$lt"):
-            present = [v for v in values if v is not MISSING and v is not None]
-            ok = any((v > operand) if operator == "$gt" else (v < operand) for v in present)
+        elif operator == "$not":
+            ok = not _matches_condition(value, operand)
+        elif operator in ("$gt", "$gte", "$lt", "$lte"):
+            ok = _compare(value, operator, operand)
         else:
             raise NotImplementedError(f"the fake does not know the query operator {operator}")
         if not ok:
@@ -71,8 +144,18 @@ def _matches_condition(value, condition):
 
 
 def matches(document, query):
-    return all(_matches_condition(_get(document, path), condition)
-               for path, condition in query.items())
+    for path, condition in query.items():
+        if path == "$or":
+            ok = any(matches(document, part) for part in condition)
+        elif path == "$and":
+            ok = all(matches(document, part) for part in condition)
+        elif path.startswith("$"):
+            raise NotImplementedError(f"the fake does not know the query operator {path}")
+        else:
+            ok = _matches_condition(_get(document, path), condition)
+        if not ok:
+            return False
+    return True
 
 
 def _set(document, path, value):
@@ -82,8 +165,41 @@ def _set(document, path, value):
     document[last] = value
 
 
+def _unset(document, path):
+    *parents, last = path.split(".")
+    for part in parents:
+        document = document.get(part)
+        if not isinstance(document, dict):
+            return
+    document.pop(last, None)
+
+
+def _check_paths(update):
+    """MongoDB refuses an update that names one path (or a path and its parent) twice."""
+    paths = sorted(path for fields in update.values() for path in fields)
+    for first, second in itertools.pairwise(paths):
+        if first == second or second.startswith(first + "."):
+            raise WriteError(f"Updating the path '{second}' would create a conflict at "
+                             f"'{first}'", 40, {"code": 40})
+
+
 def apply_update(document, update, inserting=False):
-    """``document`` changed in place by a MongoDB update document."""
+    """``document`` changed in place by a MongoDB update document (or a pipeline of
+    ``$set`` stages whose ``"$field"`` values name fields of the document)."""
+    if isinstance(update, list):
+        for stage in update:
+            if list(stage) != ["$set"]:
+                raise NotImplementedError(f"the fake does not know the stage {list(stage)}")
+            before = copy.deepcopy(document)
+            for path, value in stage["$set"].items():
+                if isinstance(value, str) and value.startswith("$"):
+                    value = _get(before, value[1:])
+                    if value is MISSING:
+                        _unset(document, path)
+                        continue
+                _set(document, path, copy.deepcopy(value))
+        return document
+    _check_paths(update)
     for operator, fields in update.items():
         for path, value in fields.items():
             if operator == "$set" or (operator == "$setOnInsert" and inserting):
@@ -91,9 +207,14 @@ def apply_update(document, update, inserting=False):
             elif operator == "$setOnInsert":
                 pass
             elif operator == "$unset":
-                document.pop(path, None)
+                _unset(document, path)
             elif operator == "$inc":
-                _set(document, path, (_get(document, path) if path in document else 0) + value)
+                held = _get(document, path)
+                _set(document, path, (0 if held is MISSING else held) + value)
+            elif operator in ("$max", "$min"):
+                held = _get(document, path)
+                if held is MISSING or (value > held if operator == "$max" else value < held):
+                    _set(document, path, copy.deepcopy(value))
             elif operator == "$push":
                 items = document.setdefault(path, [])
                 if isinstance(value, dict) and "$each" in value:
@@ -113,12 +234,50 @@ def apply_update(document, update, inserting=False):
     return document
 
 
+def _sort_spec(key, direction=1):
+    return [(key, direction)] if isinstance(key, str) else [tuple(k) for k in key]
+
+
+def _sort_key(value, direction):
+    if isinstance(value, list):  # an array sorts by its least (ascending) or greatest element
+        if not value:
+            return (0, None)
+        keys = [_sort_key(item, direction) for item in value]
+        return min(keys) if direction == 1 else max(keys)
+    value = None if value is MISSING else value
+    return (_rank(value), value)
+
+
+def _sorted(documents, spec):
+    def compare(a, b):
+        for key, direction in spec:
+            first, second = _sort_key(_get(a, key), direction), _sort_key(_get(b, key), direction)
+            if first != second:
+                return (-1 if first < second else 1) * (1 if direction == 1 else -1)
+        return 0
+    return sorted(documents, key=functools.cmp_to_key(compare))
+
+
+def _projected(document, projection):
+    if not projection:
+        return document
+    if isinstance(projection, (list, tuple)):
+        projection = {field: 1 for field in projection}
+    if any("." in field for field in projection):
+        raise NotImplementedError("the fake projects top-level fields only")
+    included = {field for field, wanted in projection.items() if wanted and field != "_id"}
+    if included:
+        keep = included | ({"_id"} if projection.get("_id", 1) else set())
+        return {k: v for k, v in document.items() if k in keep}
+    return {k: v for k, v in document.items() if projection.get(k, 1)}
+
+
 class FakeCursor:
     def __init__(self, documents):
         self.documents = documents
 
     def sort(self, key, direction=1):
-        self.documents.sort(key=lambda d: _get(d, key), reverse=direction == -1)
+        self.documents = _sorted(self.documents, _sort_spec(key, direction))
         return self
 
     def limit(self, count):
@@ -126,31 +285,65 @@ class FakeCursor:
             self.documents = self.documents[:count]
         return self
 
+    def skip(self, count):
+        self.documents = self.documents[count:]
+        return self
+
     def __iter__(self):
         return iter(self.documents)
 
 
-class FakeCollection:
-    """One collection of a fake: what handlers and tests read and change directly."""
+class _Result:
+    def __init__(self, **fields):
+        self.__dict__.update(fields, acknowledged=True)
 
-    def __init__(self, unique=()):
+
+class FakeCollection:
+    """One collection: what handlers, storage modules and tests read and change directly,
+    with pymongo's Collection methods and results (a subset, answered as SecantusDB and
+    MongoDB answer; an operator it does not know raises NotImplementedError)."""
+
+    def __init__(self, unique=(), name="collection"):
+        self.name = name
         self.documents = {}  # _id -> document
         self.unique = list(unique)  # fields with a unique (sparse, multikey) index
+        self.indexes = {"_id_": {"key": [("_id", 1)], "v": 2}}
 
-    def _matching(self, query):
-        return [d for d in self.documents.values() if matches(d, query)]
+    # indexes
 
-    def find_one(self, query=None, projection=None):
-        found = self._matching(query or {})
-        return copy.deepcopy(found[0]) if found else None
+    def create_index(self, keys, unique=False, sparse=False, name=None, **options):
+        keys = _sort_spec(keys)
+        name = name or "_".join(f"{field}_{direction}" for field, direction in keys)
+        if unique:
+            self._check_index([field for field, _ in keys], sparse, self.documents.values())
+        self.indexes[name] = {"key": keys, "v": 2, **({"unique": True} if unique else {}),
+                              **({"sparse": True} if sparse else {}), **options}
+        return name
 
-    def find(self, query=None, projection=None):
-        excluded = {k for k, v in (projection or {}).items() if not v}
-        return FakeCursor([{k: v for k, v in copy.deepcopy(d).items() if k not in excluded}
-                           for d in self._matching(query or {})])
+    def index_information(self):
+        return copy.deepcopy(self.indexes)
 
-    def count_documents(self, query):
-        return len(self._matching(query))
+    def _index_keys(self, document, fields, sparse):
+        values = [_get(document, field) for field in fields]
+        if sparse and all(v is MISSING for v in values):
+            return set()
+        values = [None if v is MISSING else v for v in values]
+        if len(fields) == 1 and isinstance(values[0], list):  # multikey
+            return {repr(v) for v in values[0]}
+        return {repr(values)}
+
+    def _check_index(self, fields, sparse, documents, document=None):
+        seen = {}
+        for other in documents:
+            if document is not None and other["_id"] == document["_id"]:
+                continue
+            for key in self._index_keys(other, fields, sparse):
+                if document is None and key in seen:
+                    raise DuplicateKeyError(f"E11000 duplicate key error: {fields}", 11000)
+                seen[key] = other["_id"]
+        if document is not None and self._index_keys(document, fields, sparse) & set(seen):
+            raise DuplicateKeyError(f"E11000 duplicate key error: {'_'.join(fields)}", 11000,
+                                    {"keyPattern": dict.fromkeys(fields, 1)})
 
     def _check_unique(self, document):
         for field in self.unique:
@@ -164,42 +357,196 @@ class FakeCollection:
                 if keys & theirs:
                     raise DuplicateKeyError(f"E11000 duplicate key error: {field}", 11000,
                                             {"keyPattern": {field: 1}})
+        for index in self.indexes.values():
+            if index.get("unique"):
+                self._check_index([field for field, _ in index["key"]], index.get("sparse"),
+                                  self.documents.values(), document)
+
+    # reads
+
+    def _matching(self, query):
+        query = stored(query or {})
+        return [d for d in self.documents.values() if matches(d, query)]
+
+    def find(self, query=None, projection=None, sort=None, limit=0):
+        cursor = FakeCursor([_projected(copy.deepcopy(d), projection)
+                             for d in self._matching(query)])
+        if sort:
+            cursor.sort(sort)
+        return cursor.limit(limit)
+
+    def find_one(self, query=None, projection=None, sort=None):
+        found = list(self.find(query, projection, sort=sort, limit=1))
+        return found[0] if found else None
+
+    def count_documents(self, query):
+        return len(self._matching(query))
+
+    def aggregate(self, pipeline, **options):
+        raise NotImplementedError("the fake does not run aggregation pipelines: such a test "
+                                  "is marked @pytest.mark.database")
+
+    # writes
 
     def insert_one(self, document):
+        document.setdefault("_id", ObjectId())
         if document["_id"] in self.documents:
             raise DuplicateKeyError("E11000 duplicate key error: _id", 11000,
                                     {"keyPattern": {"_id": 1}})
-        document = copy.deepcopy(document)
-        self._check_unique(document)
-        self.documents[document["_id"]] = document
+        kept = stored(document)
+        self._check_unique(kept)
+        self.documents[kept["_id"]] = kept
+        return _Result(inserted_id=kept["_id"])
+
+    def insert_many(self, documents, ordered=True):
+        return self.bulk_write([InsertOne(d) for d in documents], ordered=ordered)
+
+    def _write(self, query, change, upsert, many=False):
+        """(matched, modified, upserted id) of an update (``change`` a function of the
+        old document)."""
+        found = self._matching(query)[:None if many else 1]
+        modified = 0
+        for before in found:
+            after = stored(change(copy.deepcopy(before), False))
+            if after.get("_id", before["_id"]) != before["_id"]:
+                raise WriteError("Performing an update on the path '_id' would modify the "
+                                 "immutable field '_id'", 66, {"code": 66})
+            after["_id"] = before["_id"]
+            if after != before:
+                self._check_unique(after)
+                self.documents[before["_id"]] = after
+                modified += 1
+        if found or not upsert:
+            return len(found), modified, None
+        seed = {}
+        for path, condition in stored(query).items():
+            if not path.startswith("$") and not _is_operators(condition):
+                _set(seed, path, condition)
+        created = change(seed, True)
+        created.setdefault("_id", seed.get("_id", ObjectId()))
+        self.insert_one(created)
+        return 0, 0, created["_id"]
 
     def update(self, query, update, upsert=False):
         """The document after ``update``, or None if none matched and none was made."""
         found = self._matching(query)
-        if found:
-            before = found[0]
-            after = apply_update(copy.deepcopy(before), update)
-        elif upsert:
-            before = None
-            seed = {k: v for k, v in query.items() if not isinstance(v, dict)}
-            after = apply_update(copy.deepcopy(seed), update, inserting=True)
-        else:
+        matched, _, upserted = self._write(
+            query, lambda d, inserting: apply_update(d, update, inserting), upsert)
+        if not matched and upserted is None:
             return None
-        self._check_unique(after)
-        if before is not None and before["_id"] != after["_id"]:
-            raise ValueError("an update cannot change _id")
-        self.documents[after["_id"]] = after
-        return copy.deepcopy(after)
+        return copy.deepcopy(self.documents[found[0]["_id"] if found else upserted])
 
     def update_one(self, query, update, upsert=False):
-        matched = self.count_documents(query) > 0
-        self.update(query, update, upsert=upsert)
-        return _UpdateResult(int(matched))
+        matched, modified, upserted = self._write(
+            query, lambda d, inserting: apply_update(d, update, inserting), upsert)
+        return _Result(matched_count=matched, modified_count=modified, upserted_id=upserted)
+
+    def update_many(self, query, update, upsert=False):
+        matched, modified, upserted = self._write(
+            query, lambda d, inserting: apply_update(d, update, inserting), upsert, many=True)
+        return _Result(matched_count=matched, modified_count=modified, upserted_id=upserted)
+
+    def replace_one(self, query, replacement, upsert=False):
+        if any(key.startswith("$") for key in replacement):
+            raise ValueError("replacement can not include $ operators")
+
+        def replace(document, inserting):
+            kept = {"_id": document["_id"]} if "_id" in document else {}
+            return {**kept, **copy.deepcopy(replacement)}
+
+        matched, modified, upserted = self._write(query, replace, upsert)
+        return _Result(matched_count=matched, modified_count=modified, upserted_id=upserted)
+
+    def find_one_and_update(self, query, update, projection=None, sort=None, upsert=False,
+                            return_document=ReturnDocument.BEFORE):
+        found = self.find_one(query, sort=sort)
+        if found is not None:
+            query = {"_id": found["_id"]}
+        _, _, upserted = self._write(
+            query, lambda d, inserting: apply_update(d, update, inserting), upsert)
+        if return_document == ReturnDocument.AFTER:
+            key = found["_id"] if found is not None else upserted
+            after = self.documents.get(key) if key is not None else None
+            return _projected(copy.deepcopy(after), projection) if after else None
+        return _projected(found, projection) if found is not None else None
+
+    def delete_one(self, query):
+        found = self._matching(query)[:1]
+        for document in found:
+            del self.documents[document["_id"]]
+        return _Result(deleted_count=len(found))
+
+    def delete_many(self, query):
+        found = self._matching(query)
+        for document in found:
+            del self.documents[document["_id"]]
+        return _Result(deleted_count=len(found))
+
+    def bulk_write(self, requests, ordered=True):
+        errors, counts = [], {"nInserted": 0, "nMatched": 0, "nModified": 0, "nRemoved": 0,
+                              "nUpserted": 0}
+        for index, request in enumerate(requests):
+            try:
+                if isinstance(request, InsertOne):
+                    self.insert_one(request._doc)
+                    counts["nInserted"] += 1
+                    continue
+                if isinstance(request, DeleteOne):
+                    counts["nRemoved"] += self.delete_one(request._filter).deleted_count
+                    continue
+                if isinstance(request, UpdateOne):
+                    result = self.update_one(request._filter, request._doc,
+                                             upsert=bool(request._upsert))
+                elif isinstance(request, ReplaceOne):
+                    result = self.replace_one(request._filter, request._doc,
+                                              upsert=bool(request._upsert))
+                else:
+                    raise NotImplementedError(f"the fake does not know {request!r}")
+                counts["nMatched"] += result.matched_count
+                counts["nModified"] += result.modified_count
+                counts["nUpserted"] += result.upserted_id is not None
+            except (DuplicateKeyError, WriteError) as error:
+                errors.append({"index": index, "code": error.code, "errmsg": str(error),
+                               "op": request})
+                if ordered:
+                    break
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": [],
+                                  "upserted": [], **counts})
+        return _Result(bulk_api_result=counts, inserted_count=counts["nInserted"],
+                       matched_count=counts["nMatched"], modified_count=counts["nModified"],
+                       deleted_count=counts["nRemoved"], upserted_count=counts["nUpserted"])
 
 
-class _UpdateResult:
-    def __init__(self, matched):
-        self.matched_count = self.modified_count = matched
+class FakeDatabase:
+    """A database in memory, for the real storage module of a service whose handlers
+    also read and write collections directly (notifications, mailer, search): the
+    storage code under test is the real one, only the server is not."""
+
+    _made = itertools.count()
+
+    def __init__(self, name="fake"):
+        # a name of its own, as each test's database on the server has: a per-database
+        # cache (search's pointer, keyed by client id and name) never sees an earlier one
+        self.name = f"{name}_{next(self._made)}"
+        self.client = object()
+        self.collections = {}
+
+    def __getitem__(self, name):
+        if name not in self.collections:
+            self.collections[name] = FakeCollection(name=name)
+        return self.collections[name]
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def drop_collection(self, name):
+        self.collections.pop(getattr(name, "name", name), None)
+
+    def list_collection_names(self):
+        return list(self.collections)
 
 
 class FakeStorage:
@@ -209,7 +556,7 @@ class FakeStorage:
     COLLECTIONS = {}  # name -> unique fields
 
     def __init__(self):
-        self.collections = {name: FakeCollection(unique)
+        self.collections = {name: FakeCollection(unique, name)
                             for name, unique in self.COLLECTIONS.items()}
 
     def __getitem__(self, name):
@@ -480,3 +827,17 @@ class FakeAlertsStorage(FakeStorage):
             return False
         events[document["_id"]] = copy.deepcopy(document)
         return True
+
+
+def unit_database(request, service, prepare=None):
+    """A unit test's database of ``service``, prepared as the service prepares it at
+    start (``prepare``, e.g. its ensure_indexes): a FakeDatabase, or, for a test marked
+    ``@pytest.mark.database`` (or every test, with ``pytest --real-databases``: how the
+    fake is checked against the server), a fresh database on the SecantusDB server."""
+    if (request.node.get_closest_marker("database")
+            or request.config.getoption("real_databases", False)):
+        return request.getfixturevalue("new_database")(service, prepare=prepare)
+    db = FakeDatabase(service)
+    if prepare:
+        prepare(db)
+    return db

@@ -12,6 +12,7 @@ from services.notifications import handlers as notifications
 from services.notifications import storage as notifications_storage
 from services.search import queries
 from services.search import storage as search_storage
+from tests.support.fakes import unit_database
 from tests.support.search import query
 
 
@@ -67,8 +68,8 @@ def test_what_encode_makes_decode_gives_back():
 
 
 @pytest.fixture
-def search_db(new_database):
-    return new_database("search", prepare=search_storage.ensure_indexes)
+def search_db(request):
+    return unit_database(request, "search", prepare=search_storage.ensure_indexes)
 
 
 @pytest.mark.parametrize("cursor", HOSTILE)
@@ -80,8 +81,8 @@ def test_search_answers_hand_made_cursors_with_a_422(search_db, cursor):
 
 
 @pytest.fixture
-def notifications_db(new_database):
-    return new_database("notifications", prepare=notifications_storage.ensure_indexes)
+def notifications_db(request):
+    return unit_database(request, "notifications", prepare=notifications_storage.ensure_indexes)
 
 
 @pytest.mark.parametrize("cursor", [c for c in HOSTILE if c] + [

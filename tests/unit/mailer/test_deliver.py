@@ -1,4 +1,5 @@
-"""Once per send key: the mailer's sent log, against a real SecantusDB database.
+"""Once per send key: the mailer's sent log, on the in-memory FakeDatabase under the real
+storage module (a test marked ``@pytest.mark.database`` on a real SecantusDB database).
 
 SMTP is a recording stand-in for smtp.Pool here (tests/integration/mailer sends to a
 real server); the reports go to a list instead of RabbitMQ."""
@@ -10,11 +11,12 @@ from pymongo.errors import AutoReconnect
 
 from services.mailer import handlers, smtp, storage
 from services.mailer.post import Postman
+from tests.support.fakes import unit_database
 
 
 @pytest.fixture
-def db(new_database):
-    return new_database("mailer")
+def db(request):
+    return unit_database(request, "mailer")
 
 
 class Server:
@@ -94,6 +96,7 @@ def test_a_redelivered_key_is_not_sent_again_but_reported_again(db, reports):
     assert reports.by_status() == [("reminder:n1:1", "sent")] * 3
 
 
+@pytest.mark.database  # the copies race through their round trips to the server
 def test_two_copies_at_once_send_one_mail(db, reports):
     server = Server(delay=0.1)
     post = postman(db, server, reports)

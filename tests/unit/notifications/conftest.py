@@ -6,18 +6,21 @@ from bus.errors import Unavailable
 from bus.messages import iso, new_message
 from services.mailer import storage as mailer_storage
 from services.notifications import handlers, scheduler, storage
+from tests.support.fakes import unit_database
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def db(new_database):
-    return new_database("notifications", prepare=storage.ensure_indexes)
+def db(request):
+    """In memory (tests.support.fakes.FakeDatabase under the real storage module); a
+    test marked ``@pytest.mark.database`` gets a fresh SecantusDB database instead."""
+    return unit_database(request, "notifications", prepare=storage.ensure_indexes)
 
 
 @pytest.fixture
-def mailer_db(new_database):
-    return new_database("mailer")
+def mailer_db(request):
+    return unit_database(request, "mailer")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The notifications commands and follow-ups, against a real SecantusDB database."""
+"""The notifications commands and follow-ups, on the in-memory FakeDatabase (conftest `db`)."""
 from datetime import timedelta
 
 import pytest

@@ -59,6 +59,7 @@ def test_a_burst_goes_out_in_batches(db, relayed, hand_over, published):
         m["id"] for m in made)
 
 
+@pytest.mark.database  # the race is between the instances' round trips to the server
 def test_competing_instances_hand_each_reminder_over_exactly_once(db, relayed, published,
                                                                  withdraw):
     known(db, event())
@@ -171,6 +172,7 @@ def counted(db, mongo_uri):
     client.close()
 
 
+@pytest.mark.database  # counts the commands the server receives
 def test_when_nothing_is_due_a_tick_asks_the_database_nothing(counted, relayed, published,
                                                               withdraw):
     db, queries = counted

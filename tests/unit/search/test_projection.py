@@ -1,15 +1,18 @@
-"""The projection against a real (SecantusDB) database: tokens, idempotence, order, rebuild."""
+"""The projection on the in-memory FakeDatabase: tokens, idempotence, order, rebuild."""
 
 import pytest
 
 from bus.errors import Conflict, NotFound
 from bus.messages import new_message
 from services.search import projection, queries, storage
+from tests.support.fakes import unit_database
 
 
 @pytest.fixture
-def db(new_database):
-    return new_database("search", prepare=storage.ensure_indexes)
+def db(request):
+    """In memory (FakeDatabase under the real storage module); a test marked
+    ``@pytest.mark.database`` gets a fresh SecantusDB database instead."""
+    return unit_database(request, "search", prepare=storage.ensure_indexes)
 
 
 def an_event(version=1, **changes):

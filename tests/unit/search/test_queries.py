@@ -1,4 +1,5 @@
-"""Search queries: parameter checks, cursors, and every parameter against a real database."""
+"""Search queries: parameter checks, cursors, and every parameter, on the in-memory
+FakeDatabase; what goes through $geoNear on a real SecantusDB database (``database``)."""
 import math
 import random
 import uuid
@@ -9,12 +10,15 @@ import pytest
 from bus.errors import NotFound, ValidationError
 from bus.messages import new_message
 from services.search import projection, queries, storage
+from tests.support.fakes import unit_database
 from tests.support.search import PARIS, north_of, query
 
 
 @pytest.fixture
-def db(new_database):
-    return new_database("search", prepare=storage.ensure_indexes)
+def db(request):
+    """In memory (FakeDatabase under the real storage module); a test marked
+    ``@pytest.mark.database`` gets a fresh SecantusDB database instead."""
+    return unit_database(request, "search", prepare=storage.ensure_indexes)
 
 
 @pytest.fixture
@@ -104,6 +108,7 @@ def test_near_keeps_events_within_the_radius_with_their_distance(db, add):
         "Inside edge", "Outside edge", "Centre"]
 
 
+@pytest.mark.database  # sort=distance is $geoNear, which only the server runs
 def test_sort_by_distance(db, add):
     add("Far", km=8)
     add("Near", km=2)
@@ -130,7 +135,8 @@ def test_parameters_combine(db, add):
     assert titles(result) == ["Match"]
 
 
-@pytest.mark.parametrize("sort", ["starts_at", "distance"])
+@pytest.mark.parametrize("sort", [
+    "starts_at", pytest.param("distance", marks=pytest.mark.database)])  # $geoNear: the server
 def test_paging_visits_every_item_once_even_while_events_are_added(db, add, sort):
     for i in range(25):  # equal start times and distances too, so the id tiebreak matters
         add(f"E{i}", starts_at=f"2030-05-{1 + i // 3:02d}T10:00:00Z", km=(i % 4) + 1)
@@ -275,6 +281,7 @@ def test_near_by_start_reads_time_windows_not_geo_near(db, add, monkeypatch):
     assert titles(queries.search(db, query(near=PARIS))) == ["Jazz"]
 
 
+@pytest.mark.database  # compared with $geoNear, which only the server runs
 def test_near_by_start_includes_the_exact_radius_edge_and_not_beyond(db, add):
     edge = add("Edge", place=place(towards(PARIS, 7, 60)), starts_at="2030-05-01T10:00:00Z")
     coordinates = edge["place"]["lng"], edge["place"]["lat"]
@@ -298,6 +305,7 @@ def test_near_by_start_includes_the_exact_radius_edge_and_not_beyond(db, add):
     (PARIS, 10), (PARIS, 0.05), ({"lat": 69.65, "lng": 18.96}, 500),  # Tromsø, wide
     ({"lat": -33.87, "lng": 151.21}, 120), ({"lat": 0.0, "lng": 0.0}, 300),
 ])
+@pytest.mark.database  # compared with $geoNear, which only the server runs
 def test_near_by_start_finds_every_bearing_just_inside_and_none_just_outside(db, add, centre,
                                                                            radius_km):
     """The box never cuts the circle: its widest longitudes are not due east or west."""
@@ -315,6 +323,7 @@ def test_near_by_start_finds_every_bearing_just_inside_and_none_just_outside(db,
 
 @pytest.mark.parametrize("centre", [{"lat": -16.8, "lng": 179.95}, {"lat": 52.0, "lng": -179.9},
                                     {"lat": 89.95, "lng": 30.0}, {"lat": -89.99, "lng": -120.0}])
+@pytest.mark.database  # compared with $geoNear, which only the server runs
 def test_near_by_start_across_the_antimeridian_and_the_poles(db, add, centre):
     kept = [add(f"in {b}", place=place(towards(centre, 40, b)))["id"] for b in range(0, 360, 30)]
     # across the antimeridian (179.95 -> -179.95) or across the pole (30 -> -30): 4..12 km
@@ -337,6 +346,7 @@ def test_bounding_box_leaves_longitude_out_where_it_would_wrap_or_near_a_pole():
     assert set(queries.bounding_box({"lat": 88, "lng": 0}, 10)) == {"event.place.lat"}
 
 
+@pytest.mark.database  # compared with $geoNear, which only the server runs
 def test_near_by_start_gives_the_same_pages_and_distances_as_geo_near(db, add):
     rng = random.Random(7)
     for i in range(120):
