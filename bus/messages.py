@@ -30,6 +30,11 @@ DATA_FIELDS = {
     # `changed`: the names of the fields whose value changed in this version.
     ("events", "event_updated"): ["event", "changed", "previous"],
     ("events", "event_deleted"): ["event"],
+    # A series PATCH that cancels, or a series DELETE (API.md v1.1): one message for the
+    # whole change beside each occurrence's own, so that each user is told once.
+    # `change_id`: that change; `occurrences`: [{id, version}] of every occurrence it
+    # cancelled or deleted (the version that did it); `first`: the soonest, as it was.
+    ("events", "series_cancelled"): ["series_id", "change_id", "occurrences", "first"],
     # The mailer sends one email per `send_key` at most. `reminders`: a batch, each
     # {send_key, notification, event_id, attempt}; `events`: {event id: event} they need.
     ("notifications", "reminder_due"): ["reminders", "events"],
@@ -40,6 +45,13 @@ DATA_FIELDS = {
     # `outcomes`: a batch, each {send_key, notification_id, status: "sent" | "failed" |
     # "deferred" (a transient failure: not sent, try again later), at, reason}.
     ("mailer", "delivery_report"): ["outcomes"],
+}
+
+# Data a message of that type may carry besides its own. `series_change`: the
+# `change_id` of the series_cancelled message that covers this occurrence's cancellation.
+OPTIONAL_FIELDS = {
+    ("events", "event_updated"): ["series_change"],
+    ("events", "event_deleted"): ["series_change"],
 }
 
 SUBSCRIPTIONS = {
@@ -53,6 +65,7 @@ SUBSCRIPTIONS = {
     ("events", "event_created"): ["search", "notifications", "alerts"],
     ("events", "event_updated"): ["search", "notifications", "alerts"],
     ("events", "event_deleted"): ["search", "notifications", "alerts"],
+    ("events", "series_cancelled"): ["notifications"],
     ("notifications", "reminder_due"): ["mailer"],
     ("notifications", "event_cancelled_notice"): ["mailer"],
     ("alerts", "alert_due"): ["mailer"],
@@ -67,7 +80,7 @@ SUBSCRIPTIONS = {
 # up by RPC. These are not in SUBSCRIPTIONS: publishers declare no durable queue for them.
 BROADCASTS = {
     "gateway": [(source, event_type) for source, event_type in DATA_FIELDS
-                if source in ("users", "events")],
+                if source in ("users", "events") and event_type != "series_cancelled"],
 }
 
 
@@ -100,8 +113,10 @@ def iso(moment):
 def new_message(source_service, event_type, aggregate_id, version, **data):
     """Build an envelope; raises if ``data`` does not match the contract."""
     expected = DATA_FIELDS[(source_service, event_type)]
-    if sorted(data) != sorted(expected):
-        raise ValueError(f"{event_type} carries {expected}, got {sorted(data)}")
+    optional = OPTIONAL_FIELDS.get((source_service, event_type), [])
+    if not set(expected) <= set(data) <= set(expected) | set(optional):
+        raise ValueError(f"{event_type} carries {expected} (and may carry {optional}), "
+                         f"got {sorted(data)}")
     message = {
         "event_type": event_type,
         "event_id": uuid.uuid4().hex,

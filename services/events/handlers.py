@@ -6,6 +6,7 @@ service then asks the outbox to publish; if that fails the sweeper does it.
 """
 import re
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
 from marshmallow import ValidationError as SchemaError
@@ -112,9 +113,10 @@ def update(db, event_id, changes):
     return _update(db, event_id, lambda document: values)
 
 
-def _update(db, event_id, values_for):
+def _update(db, event_id, values_for, series_change=None):
     """Change one event under the optimistic-concurrency rule: ``values_for(document)``
-    gives the changes for what was read (None: leave it as it is, answer None)."""
+    gives the changes for what was read (None: leave it as it is, answer None).
+    ``series_change``: the series_cancelled change that covers it (bus.messages)."""
     def attempt():
         document = _find(db, event_id)
         values = values_for(document)
@@ -128,7 +130,7 @@ def _update(db, event_id, values_for):
         message = new_message(
             "events", "event_updated", event_id, updated["version"], event=after,
             changed=changed, previous={field: before[field] for field in changed},
-        )
+            **_covered(series_change))
         fields = {field: updated[field] for field in (*values, "version", "updated_at")}
         if storage.replace_version(db, event_id, document["version"], {"$set": fields}, message):
             return after
@@ -148,14 +150,55 @@ def update_series(db, series_id, changes):
         raise ValidationError({"recurrence": [recurrence.FIXED]})
     values = _load(changes, partial=True)
     upcoming = _upcoming(db, series_id)
+    # cancelling them: their reminders' owners are told once for the series
+    change = uuid.uuid4().hex if values.get("status") == "cancelled" else None
     changed = []
     if upcoming:
         values_for = _series_changes(upcoming[0], values)
-        for occurrence in upcoming:
-            event = _update(db, occurrence["_id"], values_for)
-            if event is not None:
-                changed.append(event)
+        with _cancelling(db, series_id, change) as cancelled:
+            for occurrence in upcoming:
+                event = _update(db, occurrence["_id"], values_for, change)
+                if event is not None:
+                    changed.append(event)
+                    cancelled.append(event)
     return {"series": series(db, series_id), "changed": changed}
+
+
+def delete_series(db, series_id):
+    """DELETE /series/{id}: deletes every occurrence that has not started, each as a
+    DELETE of that event would; one series_cancelled covers them all. Answers the ids
+    of the deleted occurrences."""
+    change = uuid.uuid4().hex
+    deleted = []
+    with _cancelling(db, series_id, change) as cancelled:
+        for occurrence in _upcoming(db, series_id):
+            event = _delete(db, occurrence["_id"], change)
+            deleted.append(event["id"])
+            cancelled.append(event)
+    return deleted
+
+
+@contextmanager
+def _cancelling(db, series_id, change):
+    """Collects the occurrences a series change cancels or deletes; then stores its one
+    series_cancelled message (bus.messages) in the outbox of the first of them, also
+    when a later occurrence ended the change with an error (a 409): the ones done are
+    covered. (A crash between the occurrences' writes and this one loses the message:
+    their reminders are cancelled, their owners not told.)"""
+    cancelled = []
+    try:
+        yield cancelled
+    finally:
+        if change is not None and cancelled:
+            first = min(cancelled, key=lambda e: (e["starts_at"], e["id"]))
+            storage.add_message(db, first["id"], new_message(
+                "events", "series_cancelled", series_id, first["version"],
+                series_id=series_id, change_id=change, first=first,
+                occurrences=[{"id": e["id"], "version": e["version"]} for e in cancelled]))
+
+
+def _covered(series_change):
+    return {} if series_change is None else {"series_change": series_change}
 
 
 def _series_changes(first, values):
@@ -208,20 +251,26 @@ def _occurrences(db, series_id):
 
 
 def delete(db, event_id):
+    _delete(db, event_id)
+
+
+def _delete(db, event_id, series_change=None):
+    """Tombstone one event under the optimistic-concurrency rule; answers it as deleted."""
     def attempt():
         document = _find(db, event_id)
         # Deleting is a new version too, so a projection can tell it from older updates.
         version = document["version"] + 1
         now = _now()
         event = to_resource({**document, "version": version, "updated_at": now})
-        message = new_message("events", "event_deleted", event_id, version, event=event)
+        message = new_message("events", "event_deleted", event_id, version, event=event,
+                              **_covered(series_change))
         tombstone = {"deleted": True, "deleted_at": now, "version": version, "updated_at": now}
         if storage.replace_version(db, event_id, document["version"], {"$set": tombstone},
                                    message):
-            return None
+            return event
         return LOST
 
-    compare_and_set(attempt, KEPT_CHANGING)
+    return compare_and_set(attempt, KEPT_CHANGING)
 
 
 def get(db, event_id):

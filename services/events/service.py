@@ -47,6 +47,13 @@ class EventsService:
         return result
 
     @rpc
+    def delete_series(self, series_id):
+        deleted = handlers.delete_series(self.db, series_id)
+        for event_id in deleted:
+            self.outbox(storage.COLLECTION, event_id)
+        return deleted
+
+    @rpc
     def update(self, event_id, changes):
         event = handlers.update(self.db, event_id, changes)
         self.outbox(storage.COLLECTION, event_id)

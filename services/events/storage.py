@@ -50,6 +50,11 @@ def replace_version(db, event_id, version, changes, message):
     return result.modified_count == 1
 
 
+def add_message(db, event_id, message):
+    """Store one more outgoing message in an event's outbox (a tombstone's too)."""
+    db[COLLECTION].update_one({"_id": event_id}, outgoing(message))
+
+
 def count_live(db):
     return db[COLLECTION].count_documents(LIVE)
 

@@ -123,7 +123,15 @@ next occurrence's end, and every occurrence then lasts as long on the wall clock
 without it each keeps its own duration (`null` removes every end). Answers the series
 (as `GET /series/{id}`). Unknown series: 404. Each occurrence is written on its own: a
 409 (one kept changing under concurrent writes) may leave earlier ones changed; the
-same PATCH again is safe (a `starts_at` is a target, not a relative move)."""
+same PATCH again is safe (a `starts_at` is a target, not a relative move). `status`
+`cancelled` cancels them, and each user with reminders on them gets one email for the
+series, as for a DELETE."""
+
+DELETE_SERIES_DESCRIPTION = """Admin only. Deletes every occurrence that has not started
+yet (`starts_at` after now), each as `DELETE /events/{id}` would; started ones stay, so
+`GET /series/{id}` still answers while any remains. Their scheduled reminders are
+cancelled, and each user who had any gets one email for the whole series (not one per
+occurrence). Unknown series: 404; a series with nothing left to delete: 204."""
 
 UPDATE_EVENT_DESCRIPTION = """Admin only. Any non-empty subset of the writable fields
 (an empty body is a 422); `ends_at`, `place` and `organizer` may be set to null.
@@ -192,6 +200,8 @@ OPERATIONS = [
     ("patch", "/series/{series_id}", "Change a series' occurrences that have not started",
      "admin", schemas.SeriesChanges, None, 200, schemas.Series, [404, 409],
      UPDATE_SERIES_DESCRIPTION),
+    ("delete", "/series/{series_id}", "Delete a series' occurrences that have not started",
+     "admin", None, None, 204, None, [404, 409], DELETE_SERIES_DESCRIPTION),
     ("get", "/events/{event_id}", "An event (write side: a 201 is visible at once)", None,
      None, None, 200, schemas.Event, [404], None),
     ("patch", "/events/{event_id}", "Change an event", "admin", schemas.EventChanges, None,

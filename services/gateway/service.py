@@ -286,6 +286,12 @@ class GatewayService(web.WebApp):
             self.read_models.events.apply(event)
         return result["series"]
 
+    @http("DELETE", "/series/<series_id>")
+    def delete_series(self, request, series_id):
+        self.auth.admin(request)
+        for event_id in self.events.delete_series(series_id):
+            self.read_models.events.remove(event_id)
+
     @http("PATCH", "/events/<event_id>")
     def update_event(self, request, event_id, body):
         self.auth.admin(request)

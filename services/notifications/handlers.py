@@ -69,8 +69,9 @@ def parse_send_key(key):
 
 # the local copy of events
 
-def event_copy(event, version=None, deleted=False):
-    """The document this service keeps for an event resource."""
+def event_copy(event, version=None, deleted=False, series_change=None):
+    """The document this service keeps for an event resource. ``series_change``: the
+    series change (bus.messages) that cancelled or deleted it, which tells its users."""
     return {
         "_id": event["id"],
         "version": int(version if version is not None else event["version"]),
@@ -78,6 +79,7 @@ def event_copy(event, version=None, deleted=False):
         "status": event["status"],
         "starts_at": parse_time(event["starts_at"]),
         "event": event,
+        "series_change": series_change,
     }
 
 
@@ -113,7 +115,9 @@ def on_event_message(db, message, now, relay, withdraw):
     make the event's reminders agree with it."""
     event = message["data"]["event"]
     deleted = message["event_type"] == "event_deleted"
-    storage.store_event(db, event_copy(event, message["version"], deleted), replace_equal=deleted)
+    storage.store_event(db, event_copy(event, message["version"], deleted,
+                                       message["data"].get("series_change")),
+                        replace_equal=deleted)
     reconcile(db, event["id"], now, relay, withdraw)
 
 
@@ -159,20 +163,28 @@ def move_relative_reminders(db, copy, now):
 
 def cancel_reminders(db, copy, now, relay, withdraw):
     """Reminders of a cancelled or deleted event become ``cancelled``, and each
-    affected user gets one email listing theirs. A reminder already in the mailer's
-    hands is withdrawn there first; one it has handed to SMTP already goes out (it
-    will end ``sent``). Each cancelled reminder records the event version that
-    cancelled it, and the notices are built from that record under a key of event,
-    version and user: a redelivered or retried message can neither lose nor repeat
-    one."""
+    affected user gets one email listing theirs (one for a whole series when a series
+    change did it: on_series_cancelled)."""
     if copy is None:
         return
-    marks = {"$set": {"status": "cancelled", "cancelled_by": copy["version"], "updated_at": now},
+    mark_cancelled(db, copy["_id"], copy["version"], now, withdraw)
+    if copy.get("series_change") is None:
+        notify_cancelled(db, copy, now, relay)
+
+
+def mark_cancelled(db, event_id, version, now, withdraw):
+    """The event's active reminders become ``cancelled`` by its ``version``. A reminder
+    already in the mailer's hands is withdrawn there first; one it has handed to SMTP
+    already goes out (it will end ``sent``). Each cancelled reminder records the event
+    version that cancelled it, and the notices are built from that record under a key
+    of event (or series change), version and user: a redelivered or retried message can
+    neither lose nor repeat one."""
+    marks = {"$set": {"status": "cancelled", "cancelled_by": version, "updated_at": now},
              "$inc": {"rev": 1}}
     handed_over = set()
     for _ in range(RETRIES):
         active = [r for r in db[storage.REMINDERS].find(
-            {"event_id": copy["_id"], "status": {"$in": storage.ACTIVE}},
+            {"event_id": event_id, "status": {"$in": storage.ACTIVE}},
             {"_id": 1, "status": 1, "arm": 1}) if r["_id"] not in handed_over]
         if not active:
             break
@@ -184,29 +196,51 @@ def cancel_reminders(db, copy, now, relay, withdraw):
             storage.update_by_ids(db, [sending[k] for k in withdrawn], {"status": "sending"},
                                   marks)
             handed_over |= {sending[k] for k in taken}
-    notify_cancelled(db, copy, now, relay)
 
 
 def notify_cancelled(db, copy, now, relay):
     cancelled = db[storage.REMINDERS].find(
         {"event_id": copy["_id"], "status": "cancelled", "cancelled_by": copy["version"]},
         {"pending_events": 0}).sort("remind_at", 1)
+    _notify(db, f"cancel:{copy['_id']}:{copy['version']}", copy["_id"], copy["version"],
+            copy["event"], cancelled, now, relay)
+
+
+def on_series_cancelled(db, message, now, relay, withdraw):
+    """events.series_cancelled: the reminders of every occurrence the series change
+    cancelled or deleted become ``cancelled`` (whether or not that occurrence's own
+    message has come yet: it leaves the telling to this one), and each affected user
+    gets one email listing all of theirs."""
+    data = message["data"]
+    versions = {o["id"]: o["version"] for o in data["occurrences"]}
+    for event_id, version in versions.items():
+        mark_cancelled(db, event_id, version, now, withdraw)
+    cancelled = [r for r in db[storage.REMINDERS].find(
+        {"event_id": {"$in": list(versions)}, "status": "cancelled"},
+        {"pending_events": 0}).sort("remind_at", 1)
+        if r.get("cancelled_by") == versions[r["event_id"]]]
+    _notify(db, f"cancel-series:{data['series_id']}:{data['change_id']}", data["series_id"],
+            message["version"], data["first"], cancelled, now, relay)
+
+
+def _notify(db, key_prefix, aggregate_id, version, event, reminders, now, relay):
+    """One event_cancelled_notice per user of ``reminders``, under ``key_prefix:user``."""
     by_user = {}
-    for reminder in cancelled:
+    for reminder in reminders:
         by_user.setdefault(reminder["user_id"], []).append(reminder)
-    for user_id, reminders in by_user.items():
-        key = f"cancel:{copy['_id']}:{copy['version']}:{user_id}"
+    for user_id, theirs in by_user.items():
+        key = f"{key_prefix}:{user_id}"
         if db[storage.NOTICES].find_one({"_id": key}, {"_id": 1}) is not None:
             continue  # recorded by an earlier run: the outbox publishes it
-        message = new_message(
-            "notifications", "event_cancelled_notice", copy["_id"], copy["version"],
-            send_key=key, email=reminders[0]["email"], event=copy["event"],
-            notifications=[resource(r) for r in reminders],
+        notice = new_message(
+            "notifications", "event_cancelled_notice", aggregate_id, version,
+            send_key=key, email=theirs[0]["email"], event=event,
+            notifications=[resource(r) for r in theirs],
         )
         db[storage.NOTICES].update_one(
             {"_id": key},
-            {"$setOnInsert": {"user_id": user_id, "event_id": copy["_id"], "created_at": now,
-                              "pending_events": [message]}},
+            {"$setOnInsert": {"user_id": user_id, "event_id": aggregate_id, "created_at": now,
+                              "pending_events": [notice]}},
             upsert=True,
         )
         relay(storage.NOTICES, key)

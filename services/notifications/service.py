@@ -116,6 +116,10 @@ class NotificationsService:
     def on_event_deleted(self, message):
         self._on_event(message)
 
+    @subscribe("events", "series_cancelled")
+    def on_series_cancelled(self, message):
+        handlers.on_series_cancelled(self.db, message, utc_now(), self.outbox, self._withdraw)
+
     @subscribe("users", "user_email_changed")
     def on_user_email_changed(self, message):
         handlers.on_account_message(self.db, message, utc_now())

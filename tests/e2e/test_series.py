@@ -2,6 +2,8 @@
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import uuid
+
 import pytest
 
 from tests.e2e.helpers import assert_error
@@ -9,6 +11,7 @@ from tests.e2e.reminders_support import (
     Person,
     create_reminder,
     get_reminder,
+    no_more_mail,
     parse,
     stamp,
     wait_for_reminder,
@@ -247,3 +250,63 @@ def test_patch_series_answers_404_403_and_422_naming_the_field(http, admin_heade
     assert_error(patch_series(http, admin_headers, series_id, {}), 422, "validation_error")
     # nothing was changed by the refused ones
     assert http.get(f"/series/{series_id}").json()["next"]["version"] == 1
+
+
+# DELETE /series/{id}
+
+def test_delete_removes_the_occurrences_that_have_not_started(http, admin_headers):
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=36)
+    first = create(http, admin_headers, recurrence="FREQ=DAILY;COUNT=4", timezone="UTC",
+                   starts_at=stamp(start), ends_at=None)
+    series_id = first["series_id"]
+    since = {"from": stamp(start - timedelta(hours=1))}
+    found = settled(http, series_id, lambda items: len(items) == 4, **since)
+    reader = Person(http)
+    assert_error(http.delete(f"/series/{series_id}", headers=reader.headers), 403, "forbidden")
+    response = http.delete(f"/series/{series_id}", headers=admin_headers)
+    assert response.status_code == 204, response.text
+    assert response.content == b""
+    # the two past ones stay, the two to come are gone
+    assert [e["id"] for e in settled(http, series_id, lambda items: len(items) == 2, **since)] \
+        == [e["id"] for e in found[:2]]
+    for event in found[2:]:
+        assert_error(http.get(f"/events/{event['id']}"), 404, "not_found")
+    series = http.get(f"/series/{series_id}").json()
+    assert series["occurrences"] == 2 and series["next"] is None
+    # nothing left to delete: still a 204; unknown: 404
+    assert http.delete(f"/series/{series_id}", headers=admin_headers).status_code == 204
+    assert_error(http.delete(f"/series/{'0' * 32}", headers=admin_headers), 404, "not_found")
+    assert_error(http.delete("/series/nope", headers=admin_headers), 404, "not_found")
+
+
+@pytest.mark.parametrize("how", ["delete", "cancel"])
+def test_a_deleted_or_cancelled_series_mails_each_user_once(http, system, admin_headers, how):
+    title = f"Choir {uuid.uuid4().hex[:8]}"
+    first = create(http, admin_headers, recurrence="FREQ=DAILY;COUNT=4", title=title,
+                   timezone="UTC", starts_at="2031-06-01T18:00:00Z", ends_at=None)
+    found = occurrences(http, first["series_id"], 4)
+    alice, bob = Person(http), Person(http)
+    alices = [create_reminder(http, alice.headers, e["id"], before_minutes=30,
+                              subject=f"Alice {e['starts_at']}") for e in found[:3]]
+    alices.append(create_reminder(http, alice.headers, found[0]["id"], before_minutes=90))
+    bobs = [create_reminder(http, bob.headers, found[3]["id"], before_minutes=10)]
+    if how == "delete":
+        response = http.delete(f"/series/{first['series_id']}", headers=admin_headers)
+        assert response.status_code == 204, response.text
+    else:
+        response = patch_series(http, admin_headers, first["series_id"],
+                                {"status": "cancelled"})
+        assert response.status_code == 200, response.text
+    for person, reminders in ((alice, alices), (bob, bobs)):
+        for reminder in reminders:
+            wait_for_reminder(http, person.headers, reminder["id"],
+                              lambda n: n["status"] == "cancelled",
+                              what=f"a reminder on an occurrence of a {how}d series")
+    [to_alice] = system.wait_for_mail(to=alice.email, subject=title, timeout=20)
+    [to_bob] = system.wait_for_mail(to=bob.email, subject=title, timeout=20)
+    assert "cancel" in to_alice.subject.lower() and "cancel" in to_bob.subject.lower()
+    for event in found[:3]:  # every one of Alice's reminders, in her one email
+        assert f"Alice {event['starts_at']}" in to_alice.text, to_alice.text
+    assert to_alice.text.count("(due ") == 4
+    no_more_mail(system, 1, to=alice.email, subject=title, timeout=3)
+    no_more_mail(system, 1, to=bob.email, subject=title, timeout=0)

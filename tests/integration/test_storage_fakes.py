@@ -80,6 +80,9 @@ def test_events_insert_find_replace_and_tombstone(events):
                                    message("e1", 3))
     assert storage.find_live(db, "e1") is None and storage.count_live(db) == 1
     assert not storage.replace_version(db, "e1", 3, {"$set": {"title": "F"}}, message("e1", 4))
+    # a series' message joins a tombstone's outbox
+    storage.add_message(db, "e1", message("e1", 3))
+    assert len(db.events.find_one({"_id": "e1"})["pending_events"]) == 5
 
 
 def account(user_id, username, email, *secondary):

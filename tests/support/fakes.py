@@ -593,6 +593,9 @@ class FakeEventsStorage(FakeStorage):
             {"_id": event_id, "version": version, **self.LIVE},
             {**changes, "$push": {"pending_events": message}}) is not None
 
+    def add_message(self, db, event_id, message):
+        self[self.COLLECTION].update({"_id": event_id}, {"$push": {"pending_events": message}})
+
     def count_live(self, db):
         return self[self.COLLECTION].count_documents(self.LIVE)
 

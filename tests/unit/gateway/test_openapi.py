@@ -85,7 +85,8 @@ def test_every_operation_documents_its_errors():
 def test_admin_routes_document_403_and_public_ones_need_no_token():
     document = openapi.document()
     admin = {("post", "/events"), ("patch", "/events/{event_id}"),
-             ("delete", "/events/{event_id}"), ("patch", "/series/{series_id}")}
+             ("delete", "/events/{event_id}"), ("patch", "/series/{series_id}"),
+             ("delete", "/series/{series_id}")}
     public = {("get", "/health"), ("get", "/openapi.json"), ("post", "/users"),
               ("post", "/auth/token"), ("get", "/events"), ("get", "/events/{event_id}"),
               ("get", "/events.ics"), ("get", "/calendar/{token}.ics"), ("get", "/"),

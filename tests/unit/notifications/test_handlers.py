@@ -426,6 +426,44 @@ def test_cancelled_event_cancels_reminders_with_one_notice_per_user(db, relayed,
     assert withdraw.calls == []  # none was in the mailer's hands
 
 
+@pytest.mark.parametrize("order", ["series first", "series last"])
+def test_a_deleted_series_sends_one_notice_per_user_whatever_the_order(db, relayed, withdraw,
+                                                                       order):
+    occurrences = [known(db, event(f"e{n}", starts_at=NOW + timedelta(days=n + 1)))
+                   for n in range(3)]
+    ann = [create(db, relayed, {"event_id": e["id"], "before_minutes": 5}) for e in occurrences]
+    bob = create(db, relayed, {"event_id": "e2", "before_minutes": 10},
+                 who=user("u2", "bob@example.com", ()))
+    single = known(db, event("e9"))
+    other = create(db, relayed, {"event_id": single["id"], "before_minutes": 5})
+    deleted = [{**e, "version": 2} for e in occurrences]
+    each = [new_message("events", "event_deleted", e["id"], 2, event=e, series_change="c1")
+            for e in deleted]
+    summary = new_message("events", "series_cancelled", "e0", 2, series_id="e0",
+                          change_id="c1", first=deleted[0],
+                          occurrences=[{"id": e["id"], "version": 2} for e in deleted])
+    for message in ([summary, *each] if order == "series first" else [*each, summary]):
+        if message["event_type"] == "series_cancelled":
+            handlers.on_series_cancelled(db, message, NOW, relayed, withdraw)
+        else:
+            handlers.on_event_message(db, message, NOW, relayed, withdraw)
+    handlers.on_series_cancelled(db, summary, NOW, relayed, withdraw)  # redelivered
+    handlers.on_event_message(db, each[1], NOW, relayed, withdraw)
+    for reminder, user_id in [*((r, "u1") for r in ann), (bob, "u2")]:
+        assert handlers.get(db, user_id, reminder["id"])["status"] == "cancelled"
+    assert handlers.get(db, "u1", other["id"])["status"] == "scheduled"
+    notices = {n["user_id"]: n for n in db[storage.NOTICES].find()}
+    assert set(notices) == {"u1", "u2"} and db[storage.NOTICES].count_documents({}) == 2
+    assert notices["u1"]["_id"] == "cancel-series:e0:c1:u1"
+    data = notices["u1"]["pending_events"][0]["data"]
+    assert [n["id"] for n in data["notifications"]] == [r["id"] for r in ann]
+    assert data["event"]["id"] == "e0"
+    # the single event's own cancellation still mails per event
+    handlers.on_event_message(db, event_message("event_deleted", {**single, "version": 2}),
+                              NOW, relayed, withdraw)
+    assert db[storage.NOTICES].count_documents({"_id": "cancel:e9:2:u1"}) == 1
+
+
 def test_a_reminder_in_the_mailers_hands_is_withdrawn_when_its_event_is_cancelled(
         db, relayed, hand_over, withdraw, published):
     known(db, event())
