@@ -52,6 +52,9 @@ DATA_FIELDS = {
 OPTIONAL_FIELDS = {
     ("events", "event_updated"): ["series_change"],
     ("events", "event_deleted"): ["series_change"],
+    # `series`: {id, occurrences} for one notice covering a series change's occurrences
+    # (`event`: the first of them)
+    ("notifications", "event_cancelled_notice"): ["series"],
 }
 
 SUBSCRIPTIONS = {

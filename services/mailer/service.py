@@ -48,7 +48,8 @@ class MailerService:
         self._deliver_once(handlers.Mail(
             data["send_key"], "cancelled", None,
             lambda: smtp.cancelled_email(data["email"], data["event"], data["notifications"],
-                                         data["send_key"], self.post.sender)))
+                                         data["send_key"], self.post.sender,
+                                         series=data.get("series"))))
 
     @subscribe("alerts", "alert_due")
     def on_alert_due(self, message):

@@ -220,13 +220,25 @@ def _one_click(url):
 
 
 @_written
-def cancelled_email(to, event, notifications, send_key, sender=DEFAULT_SENDER, now=None):
+def cancelled_email(to, event, notifications, send_key, sender=DEFAULT_SENDER, now=None,
+                    series=None):
+    """``series``: {id, occurrences} when a series change cancelled several occurrences
+    (``event`` is the first of them): one email for all."""
     lines = [f"- {one_line(n['subject'])} (due {n['remind_at']})" for n in notifications]
     items = "".join(f"<li>{html.escape(one_line(n['subject']))} "
                     f"(due {html.escape(n['remind_at'])})</li>" for n in notifications)
     title = one_line(event["title"])
+    if series is None:
+        intro, starts_label = "The event you set reminders for has been cancelled.", \
+            "It was to start:"
+    else:
+        count = series["occurrences"]
+        intro = (f"The recurring event you set reminders for has been cancelled: "
+                 f"{count} occurrence{'s' if count != 1 else ''}, from the one below on.")
+        starts_label = "First to start:"
     values = {"title": title, "starts": local_start(event), "place": place_line(event),
-              "reminders": "\n".join(lines)}
+              "reminders": "\n".join(lines), "intro": intro,
+              "starts_label": f"{starts_label:<16}"}  # aligned with "Where:"
     text, html_body = _both("cancelled", values, {"reminders": items})
     return _message(sender, to, f"Cancelled: {title}", send_key, text, html_body, now=now)
 

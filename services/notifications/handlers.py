@@ -203,7 +203,7 @@ def notify_cancelled(db, copy, now, relay):
         {"event_id": copy["_id"], "status": "cancelled", "cancelled_by": copy["version"]},
         {"pending_events": 0}).sort("remind_at", 1)
     _notify(db, f"cancel:{copy['_id']}:{copy['version']}", copy["_id"], copy["version"],
-            copy["event"], cancelled, now, relay)
+            copy["event"], cancelled, now, relay, {})
 
 
 def on_series_cancelled(db, message, now, relay, withdraw):
@@ -220,11 +220,13 @@ def on_series_cancelled(db, message, now, relay, withdraw):
         {"pending_events": 0}).sort("remind_at", 1)
         if r.get("cancelled_by") == versions[r["event_id"]]]
     _notify(db, f"cancel-series:{data['series_id']}:{data['change_id']}", data["series_id"],
-            message["version"], data["first"], cancelled, now, relay)
+            message["version"], data["first"], cancelled, now, relay,
+            {"series": {"id": data["series_id"], "occurrences": len(versions)}})
 
 
-def _notify(db, key_prefix, aggregate_id, version, event, reminders, now, relay):
-    """One event_cancelled_notice per user of ``reminders``, under ``key_prefix:user``."""
+def _notify(db, key_prefix, aggregate_id, version, event, reminders, now, relay, more):
+    """One event_cancelled_notice per user of ``reminders``, under ``key_prefix:user``;
+    ``more``: its optional data (bus.messages)."""
     by_user = {}
     for reminder in reminders:
         by_user.setdefault(reminder["user_id"], []).append(reminder)
@@ -235,7 +237,7 @@ def _notify(db, key_prefix, aggregate_id, version, event, reminders, now, relay)
         notice = new_message(
             "notifications", "event_cancelled_notice", aggregate_id, version,
             send_key=key, email=theirs[0]["email"], event=event,
-            notifications=[resource(r) for r in theirs],
+            notifications=[resource(r) for r in theirs], **more,
         )
         db[storage.NOTICES].update_one(
             {"_id": key},

@@ -107,6 +107,16 @@ def test_cancellation_notice_lists_the_cancelled_reminders():
     assert attachments == {}
 
 
+def test_a_series_cancellation_is_one_notice_that_says_so():
+    received, text, html, _ = parts(smtp.cancelled_email(
+        "ann@example.com", EVENT, [NOTIFICATION, NOTIFICATION], "cancel-series:s1:c1:u1",
+        series={"id": "s1", "occurrences": 4}))
+    assert received["Subject"] == "Cancelled: Jazz <night> & more"
+    assert "recurring event" in text and "4 occurrences, from the one below on" in text
+    assert "First to start:  " in text and "03:30 CEST" in text
+    assert text.count("(due ") == 2 and html.count("<li>") == 2
+
+
 def test_welcome_email():
     user = {"id": "u1", "username": "ann", "email": "ann@example.com"}
     received, text, html, _ = parts(smtp.welcome_email(user, "welcome:u1"))

@@ -457,7 +457,7 @@ def test_a_deleted_series_sends_one_notice_per_user_whatever_the_order(db, relay
     assert notices["u1"]["_id"] == "cancel-series:e0:c1:u1"
     data = notices["u1"]["pending_events"][0]["data"]
     assert [n["id"] for n in data["notifications"]] == [r["id"] for r in ann]
-    assert data["event"]["id"] == "e0"
+    assert data["event"]["id"] == "e0" and data["series"] == {"id": "e0", "occurrences": 3}
     # the single event's own cancellation still mails per event
     handlers.on_event_message(db, event_message("event_deleted", {**single, "version": 2}),
                               NOW, relayed, withdraw)
