@@ -150,6 +150,30 @@ def test_an_admin_creates_an_event_and_it_is_in_discover_within_a_second(browser
     browser.wait_for_text("#flash", "Event deleted")
 
 
+def test_an_admin_creates_a_weekly_series_and_its_page_links_its_occurrences(browser, admin):
+    title = f"Sketch club {uuid.uuid4().hex[:6]}"
+    browser.sign_in(admin)
+    browser.go("/admin/new")
+    browser.fill("title", title)
+    browser.fill("topics", "drawing")
+    browser.fill("timezone", "UTC")
+    browser.set_value("starts_at", (datetime.now() + timedelta(days=2)).strftime("%Y-%m-%dT18:00"))
+    assert not browser.control("count").is_displayed()  # until it repeats
+    browser.select("repeats", "WEEKLY")
+    browser.fill("count", "501")
+    browser.click_button("Create event")
+    browser.wait_until(lambda: browser.error_beside("repeats"), message="recurrence error")
+    assert "500" in browser.error_beside("repeats")
+    browser.fill("count", "3")
+    browser.click_button("Create event")
+    browser.wait_for_text("#main h1", title)
+    browser.wait_for_text("#main .series a", "all its occurrences").click()
+    browser.wait_for_text("#main h1", "Occurrences of a series")
+    browser.wait_until(lambda: len([a for a in browser.find_all(".event-list a")
+                                    if title in a.text]) == 3, message="three occurrences")
+    assert all(title in a.text for a in browser.find_all(".event-list a"))
+
+
 def test_validation_errors_show_beside_their_fields(browser, admin):
     browser.open("/signup")
     browser.fill("username", "No Spaces Allowed")

@@ -7,8 +7,13 @@ import { busy, clearErrors, confirmButton, field, formValues, h, replace, showEr
 import { createMap } from "../map.js";
 import { isoToWall, viewerZone, wallToIso, zones } from "../time.js";
 
+// "Repeats" on a new event: the RRULE presets of API.md's subset, with a count.
+export const REPEATS = [["", "Does not repeat"], ["DAILY", "Daily"], ["WEEKLY", "Weekly"],
+  ["MONTHLY", "Monthly (same day of the month)"]];
+
 // The form's values -> the API's writable fields. Empty text is sent as typed, so
 // the server names what is missing; an empty place (no name, no coordinates) is null.
+// A new event that repeats gets a `recurrence` (the count as typed: the server checks it).
 export function eventBody(values) {
   const zone = values.timezone.trim() || "UTC";
   const number = (text) => (text.trim() === "" ? text : Number(text));
@@ -26,6 +31,7 @@ export function eventBody(values) {
       lat: number(values.place_lat), lng: number(values.place_lng),
     } : null,
     organizer: values.organizer.trim() || null,
+    ...(values.repeats ? { recurrence: `FREQ=${values.repeats};COUNT=${values.count.trim()}` } : {}),
   };
 }
 
@@ -33,10 +39,24 @@ export function eventBody(values) {
 function formDetails(details) {
   const renamed = {};
   for (const [name, messages] of Object.entries(details)) {
-    const key = name.startsWith("place.") ? `place_${name.slice(6)}` : name;
+    const key = name.startsWith("place.") ? `place_${name.slice(6)}` : name === "recurrence" ? "repeats" : name;
     renamed[key] = [...(renamed[key] || []), ...messages];
   }
   return renamed;
+}
+
+function repeatsFields() {
+  const count = field("count", "How many times", { kind: "number", value: "4", min: "1", max: "500", hint: "1 to 500 occurrences, the first included" });
+  count.hidden = true;
+  const repeats = field("repeats", "Repeats", { kind: "select", options: REPEATS, value: "" });
+  repeats.querySelector("select").addEventListener("change", (e) => { count.hidden = !e.target.value; });
+  return h("fieldset", {}, h("legend", {}, "Repeats (optional)"), repeats, count);
+}
+
+// Editing one occurrence changes that one only (API.md): say so.
+function seriesNote(event) {
+  if (!event.series_id) return null;
+  return h("p", { class: "hint" }, "This is one occurrence of a series: changes here apply to it only.");
 }
 
 export async function render(main, params) {
@@ -68,6 +88,7 @@ export async function render(main, params) {
         field("place_lng", "Longitude", { value: place.lng, inputmode: "decimal", hint: "-180 to 180" })),
       mapBox),
     field("organizer", "Organizer (optional)", { value: event?.organizer }),
+    event ? seriesNote(event) : repeatsFields(),
     h("div", { class: "actions" }, h("button", { type: "submit" }, event ? "Save changes" : "Create event")));
 
   form.addEventListener("submit", async (e) => {

@@ -86,6 +86,8 @@ export function eventSummary(event) {
 
 export async function render(main, _params, urlQuery) {
   const initial = Object.fromEntries(FILTERS.map((name) => [name, urlQuery.get(name) || ""]));
+  // from an event's page: one series' occurrences (kept until "all events")
+  const seriesId = urlQuery.get("series_id") || undefined;
   if (!initial.radius_km) initial.radius_km = "10";
 
   const form = h("form", { class: "filters", role: "search", "aria-label": "Find events", novalidate: true },
@@ -109,7 +111,8 @@ export async function render(main, _params, urlQuery) {
   const feed = h("a", { class: "feed", href: "/events.ics" }, "These results as a calendar (.ics)");
   const mapBox = h("div", { class: "map discover-map" });
   replace(main,
-    h("h1", {}, "Discover events"),
+    h("h1", {}, seriesId ? "Occurrences of a series" : "Discover events"),
+    seriesId ? h("p", { class: "series" }, "Only this series' occurrences. ", h("a", { href: "#/" }, "All events")) : null,
     form,
     session.user ? saveSearchForm(form) : null,
     h("div", { class: "discover" },
@@ -199,8 +202,8 @@ export async function render(main, _params, urlQuery) {
   function search() {
     clearErrors(form);
     const values = formValues(form);
-    params = searchParams(values);
-    const shown = Object.fromEntries(FILTERS.map((name) => [name, values[name]]).filter(([, v]) => v));
+    params = { ...searchParams(values), series_id: seriesId };
+    const shown = Object.fromEntries([...FILTERS.map((name) => [name, values[name]]), ["series_id", seriesId]].filter(([, v]) => v));
     if (shown.radius_km === "10" && !shown.near) delete shown.radius_km;
     history.replaceState(null, "", `#/${query(shown)}`);
     load(true);
@@ -234,7 +237,7 @@ export async function render(main, _params, urlQuery) {
   });
   observer.observe(more);
 
-  params = searchParams(initial);
+  params = { ...searchParams(initial), series_id: seriesId };
   await load(true);
   await mapReady;
 }

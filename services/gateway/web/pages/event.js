@@ -110,6 +110,8 @@ export async function render(main, [eventId]) {
       event.status === "cancelled" ? h("p", { class: "badge cancelled" }, "Cancelled") : null,
       details,
       event.description ? h("p", { class: "description" }, event.description) : null,
+      event.series_id ? h("p", { class: "series" }, "Part of a series: ",
+        h("a", { href: `#/?series_id=${encodeURIComponent(event.series_id)}` }, "all its occurrences")) : null,
       mapBox,
       h("div", { class: "actions" },
         h("button", { type: "button", class: "secondary", onclick: () => download(event) }, "Add to calendar (.ics)")),
