@@ -1,14 +1,16 @@
 """Idempotency-Key on POST (API.md v1.1), over HTTP, against the whole system: a retry
 gets the first answer and changes nothing, on either gateway process, and a retry
-after a 503 (the command was done, but its answer came too late) makes nothing twice."""
+after a 503 (the command was done, but its answer came too late) makes nothing twice:
+neither an event nor a reminder."""
 import signal
-import time
 import uuid
 
 import requests
 
 from tests.e2e.conftest import E2E_INSTANCES
 from tests.e2e.helpers import assert_error, login, new_account
+from tests.e2e.reminders_support import Person, create_event, list_all, wait_until
+from tests.support.waiting import wait_for
 
 EVENT = {"title": "Idempotent gig", "starts_at": "2033-05-01T20:00:00+02:00"}
 
@@ -88,16 +90,49 @@ def test_a_retry_after_a_503_makes_nothing_twice(system, http, admin_headers):
     finally:
         events.signal_group(signal.SIGCONT)
     assert_error(failed, 503, "unavailable")
-    deadline = time.monotonic() + 20  # the command, done late, shows up in search
-    while not listed(http, topic):
-        assert time.monotonic() < deadline, "the stopped command never ran"
-        time.sleep(0.1)
-    [made] = listed(http, topic)
+    # the command, done late, shows up in search
+    [made] = wait_until(lambda: listed(http, topic), 20, "the stopped command ran")
 
     retried = http.post("/events", json=body, headers=keyed(admin_headers, key))
     assert retried.status_code == 201, retried.text
     assert retried.json()["id"] == made["id"]
     assert http.post("/events", json=body, headers=keyed(admin_headers, key)).json() == \
         retried.json()
-    time.sleep(1.5)  # a second event, had one been made, would be searchable by now
-    assert [e["id"] for e in listed(http, topic)] == [made["id"]]
+    # A marker made after the retries reaches search after any event they made would
+    # (one events service, its outbox relayed in order): once it is listed, so would be
+    # a second copy.
+    marker = http.post("/events", json={**body, "title": "Marker"}, headers=admin_headers)
+    assert marker.status_code == 201, marker.text
+    assert wait_for(lambda: marker.json()["id"] in {e["id"] for e in listed(http, topic)},
+                    timeout=20), "the marker never became searchable"
+    assert sorted(e["id"] for e in listed(http, topic)) == sorted(
+        [made["id"], marker.json()["id"]])
+
+
+def test_a_reminder_retried_after_a_503_is_made_once(system, http, admin_headers):
+    """Both notifications processes stop (SIGSTOP) with the create on their RPC queue:
+    the gateway answers 503; they resume and make the reminder; the retry with the
+    same key answers with that reminder, and the list (read from the service's
+    database, so a second one would be there before its 201) holds only it."""
+    person = Person(http)
+    event = create_event(http, admin_headers)
+    body, key = {"event_id": event["id"], "before_minutes": 60}, uuid.uuid4().hex
+    stopped = [c for c in system.system.children
+               if c.name == "notifications" or c.name.startswith("notifications-")]
+    assert len(stopped) == E2E_INSTANCES["notifications"]
+    for child in stopped:
+        child.signal_group(signal.SIGSTOP)
+    try:
+        failed = http.post("/notifications", json=body, headers=keyed(person.headers, key))
+    finally:
+        for child in stopped:
+            child.signal_group(signal.SIGCONT)
+    assert_error(failed, 503, "unavailable")
+    [made] = wait_until(lambda: list_all(http, person.headers), 20, "the stopped command ran")
+
+    retried = http.post("/notifications", json=body, headers=keyed(person.headers, key))
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["id"] == made["id"]
+    assert fresh_post(system, "/notifications", json=body,
+                      headers=keyed(person.headers, key)).json() == retried.json()
+    assert [r["id"] for r in list_all(http, person.headers)] == [made["id"]]
