@@ -1,10 +1,13 @@
 """Every row of API.md's Accounts table, over HTTP, against the system as `invoke run` starts it."""
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from tests.e2e.helpers import ClientAt, assert_error, login, new_account
+from tests.support.waiting import wait_for
 
 
 def register(http, account=None):
@@ -281,6 +284,52 @@ def test_change_primary_email_to_a_taken_or_bad_one(http):
                  422, "validation_error", ["email"])
     assert_error(http.patch("/users/me", json={}, headers=headers), 422, "validation_error")
     assert http.get("/users/me", headers=headers).json()["email"] == account["email"]
+
+
+def test_parallel_email_changes_are_answered_and_none_is_lost(http, system):
+    """Optimistic concurrency (issue 9) on an account: secondary emails added and the
+    primary changed at once, each on a connection of its own (either gateway). Every
+    answer is a success or a 409, never a 500; every added email that was answered 201
+    stays, and the primary is one that was answered 200."""
+    account, _ = register(http)
+    headers = login(http, account)
+    tag = uuid.uuid4().hex[:8]
+    requested = [("POST", "/users/me/emails", f"alt{n}_{tag}@example.org") for n in range(8)]
+    requested += [("PATCH", "/users/me", f"new{n}_{tag}@example.org") for n in range(4)]
+    base = system.base_url.rstrip("/")
+
+    def send(request):
+        method, path, address = request
+        return requests.request(method, base + path, json={"email": address},
+                                headers=headers, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=len(requested)) as pool:
+        responses = list(pool.map(send, requested))
+    answers = [(r.status_code, r.text) for r in responses]
+    # 503: the availability answer on a loaded machine (the change may or may not be made)
+    assert {r.status_code for r in responses} <= {200, 201, 409, 503}, answers
+    assert all(r.json()["error"]["code"] == "conflict" for r in responses
+               if r.status_code == 409), answers
+    outcomes = list(zip(requested, responses, strict=True))
+    added = {address for (_, _, address), r in outcomes if r.status_code == 201}
+    primaries = {address for (_, _, address), r in outcomes if r.status_code == 200}
+    assert added or primaries, answers
+    unknown = any(r.status_code == 503 for r in responses)
+    tried = {address for _, _, address in requested} | {account["email"]}
+
+    def settled():
+        """GET /users/me, once the answering gateway's account shows every change
+        answered (the other gateway applies them from the event stream); a lost one
+        would keep it short for good."""
+        me = http.get("/users/me", headers=headers).json()
+        primary_ok = me["email"] in (primaries or {account["email"]}) or unknown
+        if (added <= set(me["secondary_emails"]) and primary_ok
+                and {me["email"], *me["secondary_emails"]} <= tried):
+            return me
+        return None
+
+    assert wait_for(settled, timeout=5), (http.get("/users/me", headers=headers).json(),
+                                          answers)
 
 
 # POST /users/me/emails and DELETE /users/me/emails/{email}

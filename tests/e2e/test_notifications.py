@@ -3,9 +3,11 @@ over HTTP against the system as `invoke run` starts it (2 notifications + 2 mail
 instances, the real mail sink). The load and kill/restart runs are in
 test_reminder_delivery.py."""
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+import requests
 
 from tests.e2e.helpers import assert_error
 from tests.e2e.reminders_support import (
@@ -421,6 +423,39 @@ def test_patch_with_a_body_that_is_not_a_json_object_is_a_400(http, alice, event
     response = http.patch(f"/notifications/{reminder['id']}", data="[1]",
                           headers={**alice.headers, "Content-Type": "application/json"})
     assert_error(response, 400, "bad_request")
+
+
+def test_parallel_patches_of_one_reminder_are_200s_and_409s_and_none_is_lost(
+        http, system, alice, event):
+    """Optimistic concurrency (issue 9): a PATCH that loses the compare-and-set is retried,
+    then a 409, never a 500. A 200 answers with the reminder as it is once the change is
+    made (a later concurrent change may show in it), so the last one's answer is the
+    final reminder, whose subject and message each come from a PATCH answered 200: a
+    lost change would leave a state no answer showed, or an older text."""
+    reminder = create_reminder(http, alice.headers, event["id"])
+    url = f"{system.base_url.rstrip('/')}/notifications/{reminder['id']}"
+    changes = [{"subject": f"Subject {n}"} if n % 2 else {"message": f"Message {n}"}
+               for n in range(12)]
+
+    def patch(change):  # each on a connection of its own: either gateway process
+        return requests.patch(url, json=change, headers=alice.headers, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=len(changes)) as pool:
+        responses = list(pool.map(patch, changes))
+    answers = [(r.status_code, r.text) for r in responses]
+    # 503: the availability answer on a loaded machine (the change may or may not be made)
+    assert {r.status_code for r in responses} <= {200, 409, 503}, answers
+    assert all(r.json()["error"]["code"] == "conflict" for r in responses
+               if r.status_code == 409), answers
+    done = [(change, r.json()) for change, r in zip(changes, responses, strict=True)
+            if r.status_code == 200]
+    assert done, answers
+    final = get_reminder(http, alice.headers, reminder["id"])
+    if 503 not in {r.status_code for r in responses}:
+        assert final in [answer for _, answer in done], (final, answers)
+        for field in ("subject", "message"):
+            made = {change[field] for change, _ in done if field in change}
+            assert final[field] in (made or {reminder[field]}), (field, final, answers)
 
 
 def test_patch_and_snooze_of_a_cancelled_reminder_are_409(http, alice, admin_headers):
