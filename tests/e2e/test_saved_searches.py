@@ -8,13 +8,15 @@ never match them. The e2e system runs daily digests every ALERTS_DIGEST_SECONDS
 """
 import re
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from pymongo import MongoClient
 
+from services.gateway.http import MAX_REQUEST_LINE
 from tests.e2e.helpers import assert_error
 from tests.e2e.reminders_support import Person, create_event, no_more_mail, wait_until
+from tests.unit.bus.test_cursors import TIME_ID_HOSTILE
 
 JSON = {"Accept": "application/json"}
 FIELDS = {"id", "name", "query", "frequency", "email", "created_at"}
@@ -82,6 +84,23 @@ def test_the_21st_is_refused_and_idempotency_key_replays(http):
     assert_error(refused, 409, "conflict")
     assert "20" in refused.json()["error"]["message"]
     assert len(listed(http, person)["items"]) == 20
+
+
+def test_a_hand_made_cursor_is_answered_naming_it(http, per_test_function):
+    """GET /saved-searches?cursor=: what the unit tests throw at the codec
+    (tests/unit/bus/test_cursors.py), through the gateway and the alerts service: a 400
+    or 422 naming `cursor` with the JSON error body, never a 500."""
+    person = per_test_function("person", lambda: Person(http))
+    save(http, person, {"topic": [topic()]})
+    # as bytes on the wire (a lone surrogate as its UTF-8 form); one past the request
+    # line's limit is the HTTP layer's 414 (tests/unit/gateway/test_http.py)
+    sent = [quote(c.encode("utf-8", "surrogatepass")) for c in TIME_ID_HOSTILE]
+    for cursor in [c for c in sent if len(c) < MAX_REQUEST_LINE - 200]:
+        response = http.get(f"/saved-searches?cursor={cursor}", headers=person.headers)
+        assert response.status_code in (400, 422), (cursor[:60], response.text)
+        assert_error(response, response.status_code, response.json()["error"]["code"],
+                     ["cursor"])
+    assert len(listed(http, person)["items"]) == 1
 
 
 @pytest.mark.parametrize("body, field", [

@@ -8,11 +8,12 @@ import pytest
 
 from bus import cursors
 from bus.errors import ValidationError
+from services.alerts import handlers as alerts
 from services.notifications import handlers as notifications
 from services.notifications import storage as notifications_storage
 from services.search import queries
 from services.search import storage as search_storage
-from tests.support.fakes import unit_database
+from tests.support.fakes import FakeAlertsStorage, in_memory, unit_database
 from tests.support.search import query
 
 
@@ -85,15 +86,28 @@ def notifications_db(request):
     return unit_database(request, "notifications", prepare=notifications_storage.ensure_indexes)
 
 
-@pytest.mark.parametrize("cursor", [c for c in HOSTILE if c] + [
+# the lists keyed on (a time, an id): reminders and saved searches
+TIME_ID_HOSTILE = [c for c in HOSTILE if c] + [
     made('["2030-01-01T00:00:00Z", ' + "9" * 30 + "]"),
     made('["2030-01-01T00:00:00Z", "\\udfff"]'),
     made('["10000-01-01T00:00:00Z", "ab"]'),
     made('[' * 300 + ']' * 300),
-])
+    made('["2030-01-01T00:00:00Z", {"$gt": ""}]'),
+]
+
+
+@pytest.mark.parametrize("cursor", TIME_ID_HOSTILE)
 def test_the_notification_list_answers_hand_made_cursors_with_a_422(notifications_db, cursor):
     with pytest.raises(ValidationError) as error:
         notifications.list_reminders(notifications_db, "u1", {"cursor": cursor})
+    assert list(error.value.details) == ["cursor"]
+
+
+@pytest.mark.parametrize("cursor", TIME_ID_HOSTILE)
+def test_the_saved_search_list_answers_hand_made_cursors_with_a_422(monkeypatch, cursor):
+    db = in_memory(monkeypatch, alerts, FakeAlertsStorage())
+    with pytest.raises(ValidationError) as error:
+        alerts.list_saved_searches(db, "u1", {"cursor": cursor})
     assert list(error.value.details) == ["cursor"]
 
 
