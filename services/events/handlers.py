@@ -157,7 +157,7 @@ def update_series(db, series_id, changes):
         values_for = _series_changes(upcoming[0], values)
         with _cancelling(db, series_id, change) as cancelled:
             for occurrence in upcoming:
-                event = _update(db, occurrence["_id"], values_for, change)
+                event = _unless_gone(_update, db, occurrence["_id"], values_for, change)
                 if event is not None:
                     changed.append(event)
                     cancelled.append(event)
@@ -172,10 +172,19 @@ def delete_series(db, series_id):
     deleted = []
     with _cancelling(db, series_id, change) as cancelled:
         for occurrence in _upcoming(db, series_id):
-            event = _delete(db, occurrence["_id"], change)
-            deleted.append(event["id"])
-            cancelled.append(event)
+            event = _unless_gone(_delete, db, occurrence["_id"], change)
+            if event is not None:
+                deleted.append(event["id"])
+                cancelled.append(event)
     return deleted
+
+
+def _unless_gone(command, db, event_id, *args):
+    """``command`` on one occurrence of a series; None if it was deleted meanwhile."""
+    try:
+        return command(db, event_id, *args)
+    except NotFound:
+        return None
 
 
 @contextmanager

@@ -196,10 +196,12 @@ def test_patch_changes_only_the_occurrences_that_have_not_started(http, admin_he
                              "ends_at": stamp(start + timedelta(days=2, hours=3))})
     assert response.status_code == 200, response.text
     assert response.json()["next"]["title"] == "Choir, new hall"
-    found = settled(http, series_id, lambda items: len(items) == 4 and items[3]["version"] == 2,
+    # the past ones are beyond the gateway's window: the search service answers, once
+    # it has applied both changes
+    found = settled(http, series_id,
+                    lambda items: [e["version"] for e in items] == [1, 1, 2, 2],
                     timeout=15, **{"from": stamp(start - timedelta(hours=1))})
     assert [e["title"] for e in found] == [SERIES["title"]] * 2 + ["Choir, new hall"] * 2
-    assert [e["version"] for e in found] == [1, 1, 2, 2]
     assert [e["topics"] for e in found[2:]] == [["music", "singing"]] * 2
     # ends_at is the next one's new end: each upcoming one lasts 3 hours, the past ones 1
     assert [parse(e["ends_at"]) - parse(e["starts_at"]) for e in found] == \

@@ -192,3 +192,47 @@ def test_all_events_pages_by_id_without_deleted_ones(db):
     assert handlers.count(db) == 4
     with pytest.raises(ValidationError):
         handlers.all_events(db, limit=0)
+
+
+SERIES = {**FIELDS, "starts_at": "2031-10-19T19:00:00+02:00", "ends_at": None,
+          "timezone": "Europe/Madrid", "recurrence": "FREQ=WEEKLY;COUNT=3"}
+
+
+def test_a_series_delete_deletes_each_occurrence_and_covers_them_with_one_message(db):
+    occurrences = handlers.create_series(db, SERIES)
+    series_id = occurrences[0]["series_id"]
+
+    assert handlers.delete_series(db, series_id) == [e["id"] for e in occurrences]
+
+    changes = set()
+    for event in occurrences[1:]:
+        [_, deleted] = pending(db, event["id"])
+        assert deleted["event_type"] == "event_deleted" and deleted["version"] == 2
+        changes.add(deleted["data"]["series_change"])
+    # the first occurrence's outbox holds the series' one message too
+    [_, deleted, summary] = pending(db, occurrences[0]["id"])
+    changes.add(deleted["data"]["series_change"])
+    [change] = changes
+    assert summary["event_type"] == "series_cancelled"
+    assert summary["data"]["change_id"] == change
+    assert summary["data"]["occurrences"] == [{"id": e["id"], "version": 2}
+                                              for e in occurrences]
+    with pytest.raises(NotFound):
+        handlers.delete_series(db, series_id)
+
+
+def test_a_series_command_skips_an_occurrence_deleted_meanwhile(db, monkeypatch):
+    occurrences = handlers.create_series(db, SERIES)
+    series_id = occurrences[0]["series_id"]
+    read = db.series_occurrences
+    stale = read(db, series_id)  # as read before another admin's DELETE /events/{id}
+    handlers.delete(db, occurrences[1]["id"])
+    monkeypatch.setattr(db, "series_occurrences", lambda _db, _id: stale)
+
+    answer = handlers.update_series(db, series_id, {"title": "Renamed"})
+    assert [e["id"] for e in answer["changed"]] == [occurrences[0]["id"], occurrences[2]["id"]]
+    assert handlers.delete_series(db, series_id) == [occurrences[0]["id"],
+                                                      occurrences[2]["id"]]
+    # a PATCH that only renames tells nobody of a cancellation
+    assert all(m["event_type"] != "series_cancelled" for m in pending(db, occurrences[0]["id"])
+               if m["version"] == 2)
