@@ -65,10 +65,13 @@ def world(system):
     assert patient(session, "post", f"{base}/users", json=account).status_code == 201
     user_headers = _login(session, base, account["username"], account["password"])
     event = patient(session, "post", f"{base}/events", json=EVENT, headers=admin_headers).json()
+    series = patient(session, "post", f"{base}/events", headers=admin_headers,
+                     json={**EVENT, "recurrence": "FREQ=DAILY;COUNT=2"}).json()
     reminder = patient(session, "post", f"{base}/notifications", headers=user_headers,
                        json={"event_id": event["id"], "before_minutes": 60}).json()
     return {"base": base, "session": session, "admin": admin_headers, "user": user_headers,
-            "event_id": event["id"], "notification_id": reminder["id"]}
+            "event_id": event["id"], "notification_id": reminder["id"],
+            "series_id": series["series_id"]}
 
 
 def patient(session, method, url, **kwargs):
@@ -108,6 +111,7 @@ def baselines(world):
                                                            "new_password": "a new password"}),
         ("post", "/events"): ("admin", lambda: dict(EVENT)),
         ("patch", "/events/{event_id}"): ("admin", lambda: {"title": "Changed"}),
+        ("patch", "/series/{series_id}"): ("admin", lambda: {"title": "Changed"}),
         ("post", "/notifications"): ("user", lambda: {"event_id": world["event_id"],
                                                       "before_minutes": 30}),
         ("patch", "/notifications/{notification_id}"): ("user", lambda: {"subject": "Hi"}),
@@ -175,7 +179,8 @@ def send(world, method, path, who, body=None, params=None):
             world["fresh"][(method, path)] = fresh_user(world)[1]
         headers = world["fresh"][(method, path)]
     url = world["base"] + path.format(event_id=world["event_id"],
-                                      notification_id=world["notification_id"])
+                                      notification_id=world["notification_id"],
+                                      series_id=world["series_id"])
     return patient(world["session"], method, url, json=body, params=params, headers=headers)
 
 
