@@ -14,7 +14,7 @@ from pymongo.errors import BulkWriteError
 
 from bus import recurrence
 from bus.concurrency import LOST, compare_and_set
-from bus.errors import NotFound, ValidationError, validation_error
+from bus.errors import Conflict, NotFound, ValidationError, validation_error
 from bus.messages import iso, new_message, utc_now
 from bus.mongo import page_by_id
 from bus.outbox import PENDING
@@ -110,33 +110,80 @@ def new_event(fields, event_id=None):
 
 def update(db, event_id, changes):
     values = _load(changes, partial=True)
-    return _update(db, event_id, lambda document: values)
+    return _write(db, event_id, lambda document: _changed(document, values))
 
 
-def _update(db, event_id, values_for, series_change=None):
-    """Change one event under the optimistic-concurrency rule: ``values_for(document)``
-    gives the changes for what was read (None: leave it as it is, answer None).
-    ``series_change``: the series_cancelled change that covers it (bus.messages)."""
+def _changed(document, values, series_change=None):
+    """(the event after, the MongoDB update, its `event_updated`) of a PATCH of
+    ``document``. ``series_change``: the series_cancelled change that covers it."""
+    updated = {**document, **values, "version": document["version"] + 1,
+               "updated_at": _now()}
+    _check_times(updated, values)
+    before, after = to_resource(document), to_resource(updated)
+    changed = [field for field in WRITABLE if before[field] != after[field]]
+    message = new_message(
+        "events", "event_updated", document["_id"], updated["version"], event=after,
+        changed=changed, previous={field: before[field] for field in changed},
+        **_covered(series_change))
+    fields = {field: updated[field] for field in (*values, "version", "updated_at")}
+    return after, {"$set": fields}, message
+
+
+def _deleted(document, series_change=None):
+    """(the event as deleted, the MongoDB update, its `event_deleted`) of a DELETE."""
+    # Deleting is a new version too, so a projection can tell it from older updates.
+    version = document["version"] + 1
+    now = _now()
+    event = to_resource({**document, "version": version, "updated_at": now})
+    message = new_message("events", "event_deleted", document["_id"], version, event=event,
+                          **_covered(series_change))
+    tombstone = {"deleted": True, "deleted_at": now, "version": version, "updated_at": now}
+    return event, {"$set": tombstone}, message
+
+
+def _covered(series_change):
+    return {} if series_change is None else {"series_change": series_change}
+
+
+def _write(db, event_id, change_of):
+    """One event's change under the optimistic-concurrency rule (bus.concurrency):
+    ``change_of(document)`` gives (resource, update, message) for what was read, and
+    the write is conditional on the version read."""
     def attempt():
         document = _find(db, event_id)
-        values = values_for(document)
-        if values is None:
-            return None
-        updated = {**document, **values, "version": document["version"] + 1,
-                   "updated_at": _now()}
-        _check_times(updated, values)
-        before, after = to_resource(document), to_resource(updated)
-        changed = [field for field in WRITABLE if before[field] != after[field]]
-        message = new_message(
-            "events", "event_updated", event_id, updated["version"], event=after,
-            changed=changed, previous={field: before[field] for field in changed},
-            **_covered(series_change))
-        fields = {field: updated[field] for field in (*values, "version", "updated_at")}
-        if storage.replace_version(db, event_id, document["version"], {"$set": fields}, message):
-            return after
+        resource, update, message = change_of(document)
+        if storage.replace_version(db, event_id, document["version"], update, message):
+            return resource
         return LOST
 
     return compare_and_set(attempt, KEPT_CHANGING)
+
+
+def _write_all(db, series_id, documents, change_of):
+    """``_write`` for a series' occurrences, in one round trip for all (storage
+    .replace_versions) and another, from a fresh read, for those that lost a race, under
+    the same rule; ``change_of`` may answer None (leave that one). An occurrence deleted
+    meanwhile is left out. Answers the resources written, and on a 409 (Conflict) what
+    was written before it in ``done`` of the error."""
+    todo, done = list(documents), []
+
+    def attempt():
+        writes, resources = [], {}
+        for document in todo:
+            change = change_of(document)
+            if change is not None:
+                resources[document["_id"]] = change[0]
+                writes.append((document["_id"], document["version"], *change[1:]))
+        lost = storage.replace_versions(db, writes) if writes else set()
+        done.extend(resource for event_id, resource in resources.items() if event_id not in lost)
+        todo[:] = [o for o in storage.series_occurrences(db, series_id) if o["_id"] in lost]
+        return LOST if todo else done
+
+    try:
+        return compare_and_set(attempt, KEPT_CHANGING)
+    except Conflict as conflict:
+        conflict.done = done
+        raise
 
 
 def update_series(db, series_id, changes):
@@ -150,17 +197,20 @@ def update_series(db, series_id, changes):
         raise ValidationError({"recurrence": [recurrence.FIXED]})
     values = _load(changes, partial=True)
     upcoming = _upcoming(db, series_id)
-    # cancelling them: their reminders' owners are told once for the series
-    change = uuid.uuid4().hex if values.get("status") == "cancelled" else None
     changed = []
     if upcoming:
+        # cancelling them: their reminders' owners are told once for the series
+        change = uuid.uuid4().hex if values.get("status") == "cancelled" else None
         values_for = _series_changes(upcoming[0], values)
+
+        def change_of(document):
+            occurrence_values = values_for(document)
+            return None if occurrence_values is None else _changed(document, occurrence_values,
+                                                                   change)
+
         with _cancelling(db, series_id, change) as cancelled:
-            for occurrence in upcoming:
-                event = _unless_gone(_update, db, occurrence["_id"], values_for, change)
-                if event is not None:
-                    changed.append(event)
-                    cancelled.append(event)
+            changed = _write_all(db, series_id, upcoming, change_of)
+            cancelled.extend(changed)
     return {"series": series(db, series_id), "changed": changed}
 
 
@@ -169,34 +219,25 @@ def delete_series(db, series_id):
     DELETE of that event would; one series_cancelled covers them all. Answers the ids
     of the deleted occurrences."""
     change = uuid.uuid4().hex
-    deleted = []
     with _cancelling(db, series_id, change) as cancelled:
-        for occurrence in _upcoming(db, series_id):
-            event = _unless_gone(_delete, db, occurrence["_id"], change)
-            if event is not None:
-                deleted.append(event["id"])
-                cancelled.append(event)
-    return deleted
-
-
-def _unless_gone(command, db, event_id, *args):
-    """``command`` on one occurrence of a series; None if it was deleted meanwhile."""
-    try:
-        return command(db, event_id, *args)
-    except NotFound:
-        return None
+        cancelled.extend(_write_all(db, series_id, _upcoming(db, series_id),
+                                    lambda document: _deleted(document, change)))
+    return [event["id"] for event in cancelled]
 
 
 @contextmanager
 def _cancelling(db, series_id, change):
     """Collects the occurrences a series change cancels or deletes; then stores its one
     series_cancelled message (bus.messages) in the outbox of the first of them, also
-    when a later occurrence ended the change with an error (a 409): the ones done are
-    covered. (A crash between the occurrences' writes and this one loses the message:
-    their reminders are cancelled, their owners not told.)"""
+    when the change ended in a 409: the ones done are covered. (A crash between the
+    occurrences' write and this one loses the message: their reminders are cancelled,
+    their owners not told.)"""
     cancelled = []
     try:
         yield cancelled
+    except Conflict as conflict:
+        cancelled.extend(getattr(conflict, "done", ()))
+        raise
     finally:
         if change is not None and cancelled:
             first = min(cancelled, key=lambda e: (e["starts_at"], e["id"]))
@@ -206,13 +247,9 @@ def _cancelling(db, series_id, change):
                 occurrences=[{"id": e["id"], "version": e["version"]} for e in cancelled]))
 
 
-def _covered(series_change):
-    return {} if series_change is None else {"series_change": series_change}
-
-
 def _series_changes(first, values):
-    """``values_for`` of ``_update`` for each occurrence of a series PATCH whose first
-    not-started occurrence is ``first``."""
+    """For each occurrence of a series PATCH whose first not-started occurrence is
+    ``first``: its own changes (None: it started meanwhile, leave it)."""
     zone = values.get("timezone", first["timezone"])
     new_start = values.get("starts_at", first["starts_at"])
     shift = recurrence.wall_shift(first["starts_at"], new_start, zone)
@@ -229,7 +266,7 @@ def _series_changes(first, values):
 
     def values_for(document):
         if document["starts_at"] <= now:
-            return None  # it started meanwhile: a series PATCH leaves it
+            return None
         changes = dict(others)
         if moves:
             changes["starts_at"], changes["ends_at"] = recurrence.moved(
@@ -260,26 +297,7 @@ def _occurrences(db, series_id):
 
 
 def delete(db, event_id):
-    _delete(db, event_id)
-
-
-def _delete(db, event_id, series_change=None):
-    """Tombstone one event under the optimistic-concurrency rule; answers it as deleted."""
-    def attempt():
-        document = _find(db, event_id)
-        # Deleting is a new version too, so a projection can tell it from older updates.
-        version = document["version"] + 1
-        now = _now()
-        event = to_resource({**document, "version": version, "updated_at": now})
-        message = new_message("events", "event_deleted", event_id, version, event=event,
-                              **_covered(series_change))
-        tombstone = {"deleted": True, "deleted_at": now, "version": version, "updated_at": now}
-        if storage.replace_version(db, event_id, document["version"], {"$set": tombstone},
-                                   message):
-            return event
-        return LOST
-
-    return compare_and_set(attempt, KEPT_CHANGING)
+    _write(db, event_id, _deleted)
 
 
 def get(db, event_id):

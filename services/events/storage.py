@@ -6,8 +6,12 @@ document until the outbox has published it.
 """
 
 import pymongo
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 
 from bus.outbox import outgoing
+
+DUPLICATE_KEY = 11000
 
 COLLECTION = "events"
 LIVE = {"deleted": {"$ne": True}}
@@ -48,6 +52,25 @@ def replace_version(db, event_id, version, changes, message):
     update = {**changes, **outgoing(message)}
     result = db[COLLECTION].update_one({"_id": event_id, "version": version, **LIVE}, update)
     return result.modified_count == 1
+
+
+def replace_versions(db, writes):
+    """Many ``replace_version`` in one round trip (a series' occurrences): ``writes`` is
+    [(event_id, version, changes, message)]. Returns the ids whose write lost (the event
+    moved on, or was deleted). How it knows which: each write is an upsert, so one whose
+    version no longer matches tries to insert its _id, which exists (events are never
+    removed, a deleted one stays a tombstone), and fails on it, by index."""
+    requests = [UpdateOne({"_id": event_id, "version": version, **LIVE},
+                          {**changes, **outgoing(message)}, upsert=True)
+                for event_id, version, changes, message in writes]
+    try:
+        db[COLLECTION].bulk_write(requests, ordered=False)
+    except BulkWriteError as error:
+        failed = error.details["writeErrors"]
+        if any(e["code"] != DUPLICATE_KEY for e in failed):
+            raise
+        return {writes[e["index"]][0] for e in failed}
+    return set()
 
 
 def add_message(db, event_id, message):

@@ -121,9 +121,9 @@ shift in its time zone (the new `timezone` if given), so a 19:00 weekly event mo
 20:00 is at 20:00 local on both sides of a daylight-saving change. `ends_at` sets the
 next occurrence's end, and every occurrence then lasts as long on the wall clock;
 without it each keeps its own duration (`null` removes every end). Answers the series
-(as `GET /series/{id}`). Unknown series: 404. Each occurrence is written on its own: a
-409 (one kept changing under concurrent writes) may leave earlier ones changed; the
-same PATCH again is safe (a `starts_at` is a target, not a relative move). `status`
+(as `GET /series/{id}`). Unknown series: 404. A 409 (an occurrence kept changing
+under concurrent writes) may leave the other occurrences changed; the same PATCH again
+is safe (a `starts_at` is a target, not a relative move). `status`
 `cancelled` cancels them, and each user with reminders on them gets one email for the
 series, as for a DELETE."""
 

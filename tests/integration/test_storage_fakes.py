@@ -84,6 +84,19 @@ def test_events_insert_find_replace_and_tombstone(events):
     storage.add_message(db, "e1", message("e1", 3))
     assert len(db.events.find_one({"_id": "e1"})["pending_events"]) == 5
 
+    # many in one round trip: the ones that lost (moved on, deleted) are named
+    storage.insert(db, {"_id": "e3", "title": "G", "version": 1}, message("e3", 1))
+    lost = storage.replace_versions(db, [
+        ("e2", 1, {"$set": {"title": "H", "version": 2}}, message("e2", 2)),
+        ("e1", 3, {"$set": {"title": "I", "version": 4}}, message("e1", 4)),  # a tombstone
+        ("e3", 7, {"$set": {"title": "J", "version": 8}}, message("e3", 8))])  # moved on
+    assert lost == {"e1", "e3"}
+    assert storage.find_live(db, "e2")["title"] == "H"
+    assert storage.find_live(db, "e3")["title"] == "G" and storage.find_live(db, "e1") is None
+    assert storage.count_live(db) == 2
+    assert storage.replace_versions(db, [("e2", 2, {"$set": {"version": 3}},
+                                          message("e2", 3))]) == set()
+
 
 def account(user_id, username, email, *secondary):
     user = {"_id": user_id, "username": username, "username_key": username.lower(),

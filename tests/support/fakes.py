@@ -578,6 +578,7 @@ class FakeEventsStorage(FakeStorage):
 
     COLLECTION = events_storage.COLLECTION
     LIVE = events_storage.LIVE
+    DUPLICATE_KEY = events_storage.DUPLICATE_KEY
     COLLECTIONS = {COLLECTION: ()}
 
     def find_live(self, db, event_id):
@@ -592,6 +593,10 @@ class FakeEventsStorage(FakeStorage):
         return self[self.COLLECTION].update(
             {"_id": event_id, "version": version, **self.LIVE},
             {**changes, "$push": {"pending_events": message}}) is not None
+
+    def replace_versions(self, db, writes):
+        return {event_id for event_id, version, changes, message in writes
+                if not self.replace_version(db, event_id, version, changes, message)}
 
     def add_message(self, db, event_id, message):
         self[self.COLLECTION].update({"_id": event_id}, {"$push": {"pending_events": message}})

@@ -225,14 +225,43 @@ def test_a_series_command_skips_an_occurrence_deleted_meanwhile(db, monkeypatch)
     occurrences = handlers.create_series(db, SERIES)
     series_id = occurrences[0]["series_id"]
     read = db.series_occurrences
-    stale = read(db, series_id)  # as read before another admin's DELETE /events/{id}
-    handlers.delete(db, occurrences[1]["id"])
-    monkeypatch.setattr(db, "series_occurrences", lambda _db, _id: stale)
 
+    def stale_first(_db, _id):
+        """The first read is from before another admin's DELETE /events/{id}."""
+        stale = read(db, series_id)
+        handlers.delete(db, occurrences[1]["id"])
+        monkeypatch.setattr(db, "series_occurrences", read)
+        return stale
+
+    monkeypatch.setattr(db, "series_occurrences", stale_first)
     answer = handlers.update_series(db, series_id, {"title": "Renamed"})
     assert [e["id"] for e in answer["changed"]] == [occurrences[0]["id"], occurrences[2]["id"]]
+    assert answer["series"]["occurrences"] == 2
     assert handlers.delete_series(db, series_id) == [occurrences[0]["id"],
                                                       occurrences[2]["id"]]
     # a PATCH that only renames tells nobody of a cancellation
     assert all(m["event_type"] != "series_cancelled" for m in pending(db, occurrences[0]["id"])
                if m["version"] == 2)
+
+
+@pytest.mark.parametrize("store", ["fake", pytest.param("database", marks=pytest.mark.database)])
+def test_a_series_patch_racing_an_occurrence_patch_loses_neither(db, monkeypatch, store):
+    occurrences = handlers.create_series(db, SERIES)
+    series_id = occurrences[0]["series_id"]
+    read = handlers.storage.series_occurrences
+
+    def then_changed(_db, _id):
+        """Another admin's PATCH /events/{id} lands between the read and the write."""
+        found = read(_db, _id)
+        handlers.update(db, occurrences[2]["id"], {"description": "Bring music stands"})
+        monkeypatch.setattr(handlers.storage, "series_occurrences", read)
+        return found
+
+    monkeypatch.setattr(handlers.storage, "series_occurrences", then_changed)
+    answer = handlers.update_series(db, series_id, {"starts_at": "2031-10-19T20:00:00+02:00"})
+
+    assert [e["id"] for e in answer["changed"]] == [e["id"] for e in occurrences]
+    moved = handlers.get(db, occurrences[2]["id"])
+    assert moved["starts_at"] == "2031-11-02T19:00:00Z"  # 20:00 local, written on a retry
+    assert moved["description"] == "Bring music stands" and moved["version"] == 3
+    assert [m["version"] for m in pending(db, occurrences[2]["id"])] == [1, 2, 3]
