@@ -15,6 +15,7 @@ from tests.e2e.conftest import read_mail
 from tests.e2e.helpers import login, new_account
 
 SEND_KEY_HEADER = "X-EventPost-Send-Key"
+IDLE_TIMEOUT = 15.0  # how long the system may take to handle what is in flight
 # API.md's notification, plus the added failure_reason.
 NOTIFICATION_FIELDS = {"id", "event_id", "email", "subject", "message", "remind_at",
                        "before_minutes", "status", "created_at", "updated_at", "sent_at",
@@ -178,17 +179,18 @@ class MailReader:
         return self.mails
 
 
-def no_more_mail(system, count, timeout=2.0, **query):
-    """After the expected mail arrived: watch for ``timeout`` seconds that no further
-    mail matches (a duplicate would show up here), then return the matches."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [m for m in system.mails_to(query["to"], query.get("after"))
-                 if query.get("subject", "").lower() in m.subject.lower()]
-        assert len(found) <= count, f"expected {count} mail(s), got {found}"
-        if time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
+def no_more_mail(system, count, timeout=15.0, **query):
+    """After the expected mail arrived: wait until the services have handled everything
+    they were sent (``system.wait_until_idle``: a duplicate would have been sent by
+    then), then check that no further mail matches; returns the matches. ``timeout``
+    bounds that wait (at least IDLE_TIMEOUT); 0 checks at once, after an earlier call
+    waited."""
+    if timeout:
+        system.wait_until_idle(timeout=max(timeout, IDLE_TIMEOUT))
+    found = [m for m in system.mails_to(query["to"], query.get("after"))
+             if query.get("subject", "").lower() in m.subject.lower()]
+    assert len(found) <= count, f"expected {count} mail(s), got {found}"
+    return found
 
 
 # --- the notifications database (for what HTTP can no longer show) -------------------

@@ -29,17 +29,30 @@ def take(config, queue, count=1, timeout=10):
     return payloads
 
 
-def queue_names(config):
-    """Every queue of the vhost of ``config``'s AMQP_URI (RabbitMQ's management API;
-    the names are current, unlike its message counts, which lag by seconds)."""
+def _queues(config, columns):
+    """The vhost of ``config``'s AMQP_URI's queues, with ``columns``, from RabbitMQ's
+    management API."""
     parts = urlsplit(config["AMQP_URI"])
     vhost = parts.path.lstrip("/") or "/"
     response = requests.get(f"http://{parts.hostname}:{MANAGEMENT_PORT}/api/queues/"
-                            f"{quote(vhost, safe='')}?columns=name",
+                            f"{quote(vhost, safe='')}?columns={','.join(columns)}",
                             auth=(parts.username or "guest", parts.password or "guest"),
                             timeout=10)
     response.raise_for_status()
-    return [queue["name"] for queue in response.json()]
+    return response.json()
+
+
+def queue_names(config):
+    """Every queue of the vhost (the names are current, unlike the management API's
+    message counts, which lag by seconds)."""
+    return [queue["name"] for queue in _queues(config, ["name"])]
+
+
+def unacknowledged(config):
+    """{queue: messages delivered to a consumer and not yet acknowledged} of the vhost
+    (the management API's counts: they lag by up to its statistics interval, 5 s)."""
+    return {queue["name"]: queue.get("messages_unacknowledged") or 0
+            for queue in _queues(config, ["name", "messages_unacknowledged"])}
 
 
 def wait_until_idle(config, containers, timeout=15, quiet_polls=3, interval=0.1):
