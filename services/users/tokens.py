@@ -1,4 +1,5 @@
 """Access tokens: HS256 JWTs that the gateway verifies on its own (docs/contracts.md)."""
+import math
 import time
 import uuid
 
@@ -22,7 +23,10 @@ def issue(config, user_id, role, issued_at=None):
         # A missing secret is a deployment bug; signing with "" would accept forgeries.
         raise RuntimeError("JWT_SECRET is not configured")
     ttl = int(setting(config, "ACCESS_TOKEN_TTL", DEFAULT_TTL))
-    now = round(time.time() if issued_at is None else issued_at, 3)
+    # rounded down, as a password change's time is: rounded up, a token issued in the
+    # last half of the millisecond before a change would carry the change's millisecond
+    # and outlive it
+    now = math.floor((time.time() if issued_at is None else issued_at) * 1000) / 1000
     claims = {"sub": user_id, "role": role, "iat": now, "exp": int(now) + ttl,
               "jti": uuid.uuid4().hex}
     return {

@@ -10,6 +10,7 @@ import pytest
 
 from bus.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationError
 from services.users import handlers, storage
+from tests.support.waiting import wait_for
 
 PASSWORD = "correct horse battery"
 
@@ -438,6 +439,9 @@ def test_change_password_needs_the_current_one_and_follows_the_registration_rule
 def test_change_password_replaces_it_and_dates_the_tokens_that_stay_valid(db, config):
     ann = register(db)
     before = decode(config, login(db, config, PASSWORD))
+    # times have millisecond precision: a token of the change's own millisecond counts as
+    # issued with it (it stays valid), so the change comes in a later one
+    assert wait_for(lambda: time.time() >= before["iat"] + 0.001, timeout=1)
     changed = handlers.change_password(db, ann["id"], PASSWORD, NEW_PASSWORD)
     assert changed["version"] == 2
     valid_after = datetime.fromisoformat(changed["tokens_valid_after"].replace("Z", "+00:00"))

@@ -6,6 +6,8 @@ import jwt
 import pytest
 
 from bus.errors import ValidationError
+from bus.messages import iso
+from services.gateway.http import issued_before
 from services.users import schemas, tokens
 
 GOOD = {"username": "ann.lee_1-x", "email": "Ann@Example.org", "password": "correct horse"}
@@ -90,6 +92,18 @@ def test_a_token_carries_the_contract_claims():
     assert claims["jti"] != again["jti"]
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(issued["access_token"], "t" * 40, algorithms=["HS256"])
+
+
+def test_a_token_issued_in_the_millisecond_before_a_password_change_is_revoked_by_it():
+    config = {"JWT_SECRET": "s" * 40}
+    change = datetime(2026, 12, 2, 17, 0, 0, 124000, tzinfo=timezone.utc)  # as stored: ms
+    for before in (0.0001, 0.0004, 0.0009):  # the last half of that millisecond included
+        issued = tokens.issue(config, "u", "user", issued_at=change.timestamp() - before)
+        claims = jwt.decode(issued["access_token"], "s" * 40, algorithms=["HS256"])
+        assert issued_before(claims, iso(change)), (before, claims["iat"])
+    after = tokens.issue(config, "u", "user", issued_at=change.timestamp() + 0.0004)
+    claims = jwt.decode(after["access_token"], "s" * 40, algorithms=["HS256"])
+    assert not issued_before(claims, iso(change))  # a login just after the change works
 
 
 def test_the_token_lifetime_defaults_to_an_hour():
