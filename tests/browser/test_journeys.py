@@ -172,6 +172,16 @@ def test_an_admin_creates_a_weekly_series_and_its_page_links_its_occurrences(bro
     browser.wait_until(lambda: len([a for a in browser.find_all(".event-list a")
                                     if title in a.text]) == 3, message="three occurrences")
     assert all(title in a.text for a in browser.find_all(".event-list a"))
+    series_page = "/" + browser.driver.current_url.split("#/", 1)[1]
+
+    # from an occurrence's editor, the whole series goes
+    browser.wait_for_text(".event-list a", title).click()
+    browser.wait_for_text("#main a", "Edit event").click()
+    browser.click_button("Delete the series")
+    browser.click_button("Yes, delete its upcoming occurrences")
+    browser.wait_for_text("#flash", "Series deleted")
+    browser.go(series_page)
+    browser.wait_for_text("#main .result-status", "No upcoming events match")
 
 
 def test_validation_errors_show_beside_their_fields(browser, admin):

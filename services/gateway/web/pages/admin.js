@@ -126,7 +126,18 @@ export async function render(main, params) {
         go("/");
       }))) : null;
 
-  replace(main, h("h1", {}, event ? `Edit: ${event.title}` : "New event"), form, lifecycle);
+  // an occurrence: the series' upcoming occurrences go at once (DELETE /series/{id})
+  const wholeSeries = event?.series_id ? h("section", { "aria-labelledby": "series-heading" },
+    h("h2", { id: "series-heading" }, "The whole series"),
+    h("p", { class: "hint" }, "Deletes every occurrence that has not started; each reminder's owner gets one email for the series."),
+    h("div", { class: "actions" },
+      confirmButton("Delete the series", "Yes, delete its upcoming occurrences", async () => {
+        await api.delete(`/series/${encodeURIComponent(event.series_id)}`);
+        flash("Series deleted: its upcoming occurrences are gone.");
+        go("/");
+      }))) : null;
+
+  replace(main, h("h1", {}, event ? `Edit: ${event.title}` : "New event"), form, lifecycle, wholeSeries);
 
   // a click on the map fills the coordinates (they can be typed as well)
   const known = event?.place ? [event.place.lat, event.place.lng] : null;
