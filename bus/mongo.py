@@ -13,6 +13,7 @@ It costs ~0.4 ms per write round trip. ``MONGO_JOURNAL=false`` turns it off.
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from pymongo import MongoClient
+from pymongo.errors import DuplicateKeyError
 
 from bus.config import setting
 from bus.errors import ValidationError
@@ -53,6 +54,22 @@ class Mongo(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.database
+
+
+def save_if_newer(collection, document, same_too=False):
+    """Store a versioned copy (a read model's, of another service's resource) unless a
+    newer version is there (``same_too``: or the same one). True if stored.
+
+    One round trip: the upsert's filter matches only an older copy; when a newer one
+    is there it cannot match, and its insert collides on ``_id``, which is exactly
+    "nothing to do". Every service keeps its copies this way."""
+    older = "$lte" if same_too else "$lt"
+    try:
+        collection.replace_one({"_id": document["_id"], "version": {older: document["version"]}},
+                               document, upsert=True)
+        return True
+    except DuplicateKeyError:
+        return False
 
 
 def page_by_id(collection, query, after_id=None, limit=500):

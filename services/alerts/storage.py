@@ -25,6 +25,8 @@
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
+from bus.mongo import save_if_newer
+
 SAVED_SEARCHES = "saved_searches"
 STAMPS = "stamps"
 ALERTS = "alerts"
@@ -198,11 +200,5 @@ def find_events(db, event_ids):
 def store_event(db, document):
     """Store ``document`` unless the copy has a newer version; a version stored already
     is stored again (a redelivered message is handled again: everything it does is
-    idempotent; a deletion is a version of its own). True if stored. One round trip:
-    an upsert that meets a newer copy cannot match it and fails to insert its _id."""
-    try:
-        db[EVENTS].update_one({"_id": document["_id"], "version": {"$lte": document["version"]}},
-                              {"$set": document}, upsert=True)
-        return True
-    except DuplicateKeyError:
-        return False
+    idempotent; a deletion is a version of its own). True if stored."""
+    return save_if_newer(db[EVENTS], document, same_too=True)

@@ -112,25 +112,28 @@ def known_event(db, event_id, fetch_event):
 
 def on_event_message(db, message, now, relay, withdraw):
     """events.event_created / event_updated / event_deleted: keep the copy, then
-    make the event's reminders agree with it."""
+    make the event's reminders agree with it. Returns how many reminders moved (the
+    scheduler need not look again when none did)."""
     event = message["data"]["event"]
     deleted = message["event_type"] == "event_deleted"
-    storage.store_event(db, event_copy(event, message["version"], deleted,
-                                       message["data"].get("series_change")),
-                        replace_equal=deleted)
-    reconcile(db, event["id"], now, relay, withdraw)
+    copy = event_copy(event, message["version"], deleted, message["data"].get("series_change"))
+    stored = storage.store_event(db, copy, replace_equal=deleted)
+    # stored: the copy is what the database holds now (every field is set), no need to
+    # read it back; else a newer one is there, and reconciling with it is harmless
+    return reconcile(db, event["id"], now, relay, withdraw, copy if stored else None)
 
 
-def reconcile(db, event_id, now, relay, withdraw):
+def reconcile(db, event_id, now, relay, withdraw, copy=None):
     """Idempotent: move relative reminders to the event's current start, or cancel
-    reminders of a cancelled or deleted event. Runs after every event message."""
-    copy = storage.find_event(db, event_id)
+    reminders of a cancelled or deleted event. Runs after every event message.
+    ``copy``: the stored copy, when the caller has it. Returns how many moved."""
+    copy = copy if copy is not None else storage.find_event(db, event_id)
     if copy is None:
-        return
+        return 0
     if is_live(copy):
-        move_relative_reminders(db, copy, now)
-    else:
-        cancel_reminders(db, copy, now, relay, withdraw)
+        return move_relative_reminders(db, copy, now)
+    cancel_reminders(db, copy, now, relay, withdraw)
+    return 0
 
 
 def move_relative_reminders(db, copy, now):
@@ -141,6 +144,7 @@ def move_relative_reminders(db, copy, now):
         "event_id": copy["_id"], "status": "scheduled", "before_minutes": {"$ne": None},
         "event_starts_at": {"$ne": copy["starts_at"]},
     }, {"pending_events": 0})
+    count = 0
     for reminder in stale:
         for _ in range(RETRIES):
             if (reminder is None or reminder["status"] != "scheduled"
@@ -154,11 +158,13 @@ def move_relative_reminders(db, copy, now):
                           "updated_at": now}},
             )
             if moved is not None:
+                count += 1
                 break
             reminder = db[storage.REMINDERS].find_one({"_id": reminder["_id"]},
                                                       {"pending_events": 0})
         else:
             log.error("reminder %s: could not follow its event's move", reminder["_id"])
+    return count
 
 
 def cancel_reminders(db, copy, now, relay, withdraw):

@@ -140,8 +140,8 @@ class NotificationsService:
             self.clock.sweep_at(retry_at)
 
     def _on_event(self, message):
-        handlers.on_event_message(self.db, message, utc_now(), self.outbox, self._withdraw)
-        self.clock.wake()  # relative reminders may have moved
+        if handlers.on_event_message(self.db, message, utc_now(), self.outbox, self._withdraw):
+            self.clock.wake()  # relative reminders moved: one may now be due sooner
 
     def _settings(self):
         config = self.config

@@ -24,7 +24,8 @@ reminders have no index beyond what a query needs; ``$in`` is matched linearly p
 document, so lists of ids go in chunks of ``CHUNK``.
 """
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+
+from bus.mongo import save_if_newer
 
 REMINDERS = "notifications"
 EVENTS = "events"
@@ -133,7 +134,7 @@ def store_event(db, document, replace_equal=False):
     """Store ``document`` unless the copy already has a newer version (or the same
     one, unless ``replace_equal``: a tombstone wins over its own last version).
     True if stored."""
-    return _store_versioned(db[EVENTS], document, replace_equal)
+    return save_if_newer(db[EVENTS], document, same_too=replace_equal)
 
 
 def find_account(db, user_id):
@@ -142,21 +143,4 @@ def find_account(db, user_id):
 
 def store_account(db, document, replace_equal=False):
     """The same rule as for events: only a newer version is stored. True if stored."""
-    return _store_versioned(db[ACCOUNTS], document, replace_equal)
-
-
-def _store_versioned(collection, document, replace_equal):
-    older = "$lte" if replace_equal else "$lt"
-    result = collection.update_one(
-        {"_id": document["_id"], "version": {older: document["version"]}},
-        {"$set": document},
-    )
-    if result.matched_count:
-        return True
-    if collection.find_one({"_id": document["_id"]}, {"_id": 1}) is not None:
-        return False  # same or newer version already here
-    try:
-        collection.insert_one(document)
-        return True
-    except DuplicateKeyError:  # a concurrent writer inserted it first: compare again
-        return _store_versioned(collection, document, replace_equal)
+    return save_if_newer(db[ACCOUNTS], document, same_too=replace_equal)

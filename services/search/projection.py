@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 
 from bus.event_search import tokenise  # noqa: F401  (the read model's words)
+from bus.mongo import save_if_newer
 from services.search import storage
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def apply(db, message):
     if "starts_at" in document:
         storage.note_latest_start(db, document["starts_at"])
     for collection in storage.targets(db):
-        storage.save_if_newer(collection, document)
+        save_if_newer(collection, document)
 
 
 def rebuild(db, all_events, total=None, page_size=None):

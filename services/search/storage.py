@@ -16,7 +16,7 @@ import uuid
 from datetime import timedelta
 
 from pymongo import ASCENDING, GEOSPHERE, ReplaceOne, ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from bus.errors import Conflict
 from bus.messages import iso, utc_now
@@ -103,18 +103,6 @@ def _projection_state(db):
         state = pointer(db)
         _read_pointers[key] = (now, state)
     return state
-
-
-def save_if_newer(collection, document):
-    """Store ``document`` unless a same or newer version of the event is there.
-
-    The filter matches only an older version; if a newer one exists the upsert's
-    insert collides on `_id`, which is exactly "nothing to do"."""
-    try:
-        collection.replace_one({"_id": document["_id"], "version": {"$lt": document["version"]}},
-                               document, upsert=True)
-    except DuplicateKeyError:
-        pass
 
 
 def save_all_if_newer(collection, documents):
