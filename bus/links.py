@@ -4,7 +4,8 @@ resource, for 30 days.
 A token is an HS256 JWT signed with ``JWT_SECRET`` (the mailer signs, the gateway
 checks) whose audience is ``eventpost-link``, so it can never pass as an access token
 and an access token never passes as a link. Its claims: ``act`` (one of ACTIONS),
-``sub`` (the user), ``tgt`` (the reminder, or the saved search), ``arm`` (the reminder's arm
+``sub`` (the user), ``tgt`` (the reminder, the saved search, or for ``stop_notices``
+the user again), ``arm`` (the reminder's arm
 when the email was written: a snooze link acts once, as the reminder it was sent for)
 and ``exp``. A bad signature or a malformed token is NotFound (404, no hint about
 anyone's data); an expired one is Gone (410).
@@ -23,9 +24,11 @@ ACTIONS = {
     "snooze_day": "Snooze this reminder for 1 day",
     "cancel": "Cancel this reminder",
     "stop_alert": "Stop this saved search",
+    "stop_notices": "Stop emails about cancelled events",
 }
 REMINDER_ACTIONS = ("snooze_hour", "snooze_day", "cancel")  # every reminder email's links
 ALERT_ACTIONS = ("stop_alert",)  # every alert email's link (its saved search: ``tgt``)
+NOTICE_ACTIONS = ("stop_notices",)  # every cancellation notice's link (``tgt``: the user)
 MAX_TOKEN_LENGTH = 1000
 
 

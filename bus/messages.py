@@ -38,7 +38,10 @@ DATA_FIELDS = {
     # The mailer sends one email per `send_key` at most. `reminders`: a batch, each
     # {send_key, notification, event_id, attempt}; `events`: {event id: event} they need.
     ("notifications", "reminder_due"): ["reminders", "events"],
-    ("notifications", "event_cancelled_notice"): ["send_key", "email", "event", "notifications"],
+    # `user_id`: whose (the mailer signs its stop link; one published before it was
+    # added has none, and the mailer sends it without the link)
+    ("notifications", "event_cancelled_notice"): ["send_key", "email", "user_id", "event",
+                                                  "notifications"],
     # A saved search's alert email (instant: one event; daily: a digest of several).
     # `saved_search`: the resource; `user_id`: whose (the mailer signs its stop link).
     ("alerts", "alert_due"): ["send_key", "email", "user_id", "saved_search", "events"],

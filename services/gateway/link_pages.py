@@ -23,7 +23,13 @@ OUTCOMES = {
     ("cancel", False): "Nothing to do: this reminder was cancelled already.",
     ("stop_alert", True): "Stopped: this saved search sends no more alerts.",
     ("stop_alert", False): "Nothing to do: this saved search was stopped already.",
+    ("stop_notices", True): "Stopped: no more emails about cancelled events. Turn them "
+                            "back on under My account.",
+    ("stop_notices", False): "Nothing to do: emails about cancelled events were stopped "
+                             "already.",
 }
+NOTICES = ("You get an email when an event you set reminders for is cancelled. Without "
+           "them, those reminders are still cancelled, and say so in My reminders.")
 
 
 def confirm(headers, link, reminder, path):
@@ -45,20 +51,30 @@ def outcome(headers, link, result, wants_json):
 
 def confirm_alert(headers, link, found, path):
     """The GET page of an alert email's stop link (alerts.get's ``{saved_search,
-    stopped}``); a stopped one says so, with no button."""
+    stopped}``)."""
     saved = found["saved_search"]
-    if found["stopped"]:
+    return confirm_stop(headers, link, found["stopped"],
+                        f"Saved search: {saved['name']} ({saved['frequency']} alerts to "
+                        f"{saved['email']}).", path)
+
+
+def confirm_notices(headers, link, preferences, path):
+    """The GET page of a cancellation notice's stop link (notifications.email_preferences)."""
+    return confirm_stop(headers, link, not preferences["cancellation_notices"], NOTICES, path)
+
+
+def confirm_stop(headers, link, stopped, text, path):
+    """A stop link's GET page: ``text`` and the button; once stopped, says so, with none."""
+    if stopped:
         return _page(headers, ACTIONS[link["act"]], OUTCOMES[link["act"], False])
-    return _page(headers, ACTIONS[link["act"]],
-                 f"Saved search: {saved['name']} ({saved['frequency']} alerts to "
-                 f"{saved['email']}).", form=(path, ACTIONS[link["act"]]))
+    return _page(headers, ACTIONS[link["act"]], text, form=(path, ACTIONS[link["act"]]))
 
 
-def alert_outcome(headers, link, result, wants_json):
+def stop_outcome(headers, link, result, wants_json):
+    """A stop link's POST answer: ``result`` is ``{done, <what it stopped>}``."""
     message = OUTCOMES[link["act"], result["done"]]
     if wants_json:
-        return {"action": link["act"], "done": result["done"], "message": message,
-                "saved_search": result["saved_search"]}
+        return {"action": link["act"], "message": message, **result}
     return _page(headers, ACTIONS[link["act"]], message)
 
 

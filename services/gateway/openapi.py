@@ -162,6 +162,12 @@ follows a change of it. At most {rules.MAX_SAVED_SEARCHES} per account: the next
 Every alert email has a one-click link that stops the saved search (`/links/{{token}}`),
 also its `List-Unsubscribe` (RFC 8058)."""
 
+PREFERENCES_DESCRIPTION = """`cancellation_notices`: whether an event's cancellation sends you
+the email that says so (one per cancelled event or series; true until turned off). Off,
+your reminders of a cancelled event are still `cancelled`, with no email. Every such
+email has a one-click link that turns it off (`/links/{token}`, also its
+`List-Unsubscribe`, RFC 8058); this turns it back on."""
+
 OPERATIONS = [
     # (method, path, summary, auth, body, query, success status, success schema, errors,
     #  description)
@@ -191,6 +197,12 @@ OPERATIONS = [
      "change stops working, the one used for it included, on every gateway process "
      "(within the time a users event takes to arrive; at once on the one that answered); "
      "log in again with the new password."),
+    ("get", "/users/me/email-preferences", "The caller's email choices", "user", None, None,
+     200, schemas.EmailPreferences, [], PREFERENCES_DESCRIPTION),
+    ("patch", "/users/me/email-preferences", "Change the caller's email choices", "user",
+     schemas.EmailPreferenceChanges, None, 200, schemas.EmailPreferences, [],
+     PREFERENCES_DESCRIPTION + " Any subset of the fields (`{}` changes nothing); a value "
+     "that is not a JSON `true` or `false` is a 422 naming the field."),
     ("get", "/events", "Search events", None, None, schemas.EventSearch, 200,
      schemas.EventPage, [], SEARCH_DESCRIPTION),
     ("post", "/events", "Create an event", "admin", schemas.EventCreate, None, 201,
@@ -250,10 +262,11 @@ replaced token: 404. `ETag` and 304 as for `/events.ics`."""
 
 
 LINK_DESCRIPTION = """A one-click link from an email: snooze the reminder for 1 hour or 1
-day, or cancel it; or, in an alert email, stop (delete) the saved search. The token is
-signed, does that one thing to that one reminder or saved search, and expires after 30
-days (410). An unknown or altered token: 404. A used snooze or stop link does nothing
-the second time (200, and says so)."""
+day, or cancel it; in an alert email, stop (delete) the saved search; in a cancellation
+notice, stop those notices (`cancellation_notices` of `/users/me/email-preferences`
+false). The token is signed, does that one thing to that one reminder, saved search or
+account, and expires after 30 days (410). An unknown or altered token: 404. A used
+snooze or stop link does nothing the second time (200, and says so)."""
 
 
 def _link_operations():
@@ -271,7 +284,8 @@ def _link_operations():
             "action": {"type": "string"}, "done": {"type": "boolean"},
             "message": {"type": "string"},
             "notification": {"$ref": "#/components/schemas/Notification"},
-            "saved_search": {"$ref": "#/components/schemas/SavedSearch"}}}},
+            "saved_search": {"$ref": "#/components/schemas/SavedSearch"},
+            "preferences": {"$ref": "#/components/schemas/EmailPreferences"}}}},
     }
     return {"get": get, "post": post}
 
@@ -361,6 +375,7 @@ def build():
         ("NotificationPage", schemas.NotificationPage), ("Error", schemas.Error),
         ("Health", schemas.Health), ("SavedSearch", schemas.SavedSearch),
         ("SavedSearchPage", schemas.SavedSearchPage), ("Series", schemas.Series),
+        ("EmailPreferences", schemas.EmailPreferences),
     ]:
         spec.components.schema(name, schema=schema)
     for code, (name, description) in ERRORS.items():

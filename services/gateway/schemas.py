@@ -106,6 +106,14 @@ class EmailAddress(Body):
     email = rules.Email(required=True)
 
 
+NOTICES_DESCRIPTION = ("Whether an email tells you when an event you set reminders for "
+                       "is cancelled (true until you turn it off).")
+
+
+class EmailPreferenceChanges(Body):
+    cancellation_notices = rules.Flag(metadata={"description": NOTICES_DESCRIPTION})
+
+
 class Place(Body):
     name = rules.Text(rules.PLACE_NAME, blank=False, required=True)
     address = rules.Text(rules.ADDRESS, allow_none=True, load_default=None)
@@ -388,6 +396,10 @@ def load_query(schema, args):
 
 class CalendarFeedUrl(Schema):
     url = fields.String(metadata={"description": "<PUBLIC_URL>/calendar/<token>.ics"})
+
+
+class EmailPreferences(Schema):
+    cancellation_notices = fields.Boolean(metadata={"description": NOTICES_DESCRIPTION})
 
 
 class User(Schema):

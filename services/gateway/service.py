@@ -37,6 +37,7 @@ from services.gateway.schemas import (
     PAGE_LIMIT,
     Credentials,
     EmailAddress,
+    EmailPreferenceChanges,
     EventChanges,
     EventCreate,
     EventFeed,
@@ -156,6 +157,17 @@ class GatewayService(web.WebApp):
         self.users.delete(user["id"])
         self.read_models.accounts.remove(user["id"])  # its tokens stop working here at once
 
+    @http("GET", "/users/me/email-preferences")
+    def get_email_preferences(self, request):
+        user = self.auth.user(request)
+        return self.notifications.email_preferences(user["id"])
+
+    @http("PATCH", "/users/me/email-preferences")
+    def change_email_preferences(self, request, body):
+        user = self.auth.user(request)
+        return self.notifications.change_email_preferences(
+            user["id"], load(EmailPreferenceChanges, body))
+
     @http("POST", "/users/me/calendar", body="optional")
     @idempotent
     def new_calendar_feed(self, request, body):
@@ -200,6 +212,10 @@ class GatewayService(web.WebApp):
     @http("GET", "/links/<token>")
     def link_page(self, request, token):
         link = links.verify(setting(self.config, "JWT_SECRET"), token, utc_now())
+        if link["act"] in links.NOTICE_ACTIONS:
+            preferences = self.notifications.email_preferences(link["sub"])
+            return link_pages.confirm_notices(self.web.headers, link, preferences,
+                                              request.path)
         if link["act"] in links.ALERT_ACTIONS:
             found = self.alerts.get(link["sub"], link["tgt"])
             return link_pages.confirm_alert(self.web.headers, link, found, request.path)
@@ -211,9 +227,12 @@ class GatewayService(web.WebApp):
     def follow_link(self, request, token):
         link = links.verify(setting(self.config, "JWT_SECRET"), token, utc_now())
         wants_json = request.accept_mimetypes.best == "application/json"
+        if link["act"] in links.NOTICE_ACTIONS:
+            result = self.notifications.stop_notices(link["sub"])
+            return link_pages.stop_outcome(self.web.headers, link, result, wants_json)
         if link["act"] in links.ALERT_ACTIONS:
             result = self.alerts.follow_link(link["sub"], link["tgt"], link["act"])
-            return link_pages.alert_outcome(self.web.headers, link, result, wants_json)
+            return link_pages.stop_outcome(self.web.headers, link, result, wants_json)
         result = self.notifications.follow_link(link["sub"], link["tgt"], link["act"],
                                                 link.get("arm"))
         return link_pages.outcome(self.web.headers, link, result, wants_json)

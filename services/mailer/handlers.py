@@ -71,13 +71,14 @@ def reminder_links(secret, public_url, now):
     return links_of
 
 
-def stop_alert_url(secret, public_url, user_id, saved_search_id, now):
-    """The alert email's stop link (bus.links), or without a signing secret the web
-    app's account page, where saved searches are deleted; and whether it is a link."""
-    if not secret:
+def stop_url(secret, public_url, action, user_id, target_id, now):
+    """The stop link (bus.links) of an alert email (``stop_alert``: its saved search) or
+    a cancellation notice (``stop_notices``: its user); and whether it is a link. Without
+    a signing secret, or a user to sign for (a notice from before notices named theirs),
+    the web app's account page, where the same is done by hand."""
+    if not secret or not isinstance(user_id, str):
         return f"{public_url}/#/account", False
-    return links.url(public_url, links.sign(secret, "stop_alert", user_id, saved_search_id,
-                                            now)), True
+    return links.url(public_url, links.sign(secret, action, user_id, target_id, now)), True
 
 
 def reminders(data, sender, now=None, links=None):

@@ -45,17 +45,22 @@ class MailerService:
     @subscribe("notifications", "event_cancelled_notice")
     def on_event_cancelled_notice(self, message):
         data = message["data"]
+        user_id = data.get("user_id")  # none in a notice from before it was added
+        stop_url, signed = handlers.stop_url(
+            setting(self.config, "JWT_SECRET"), public_url(self.config), "stop_notices",
+            user_id, user_id, utc_now())
         self._deliver_once(handlers.Mail(
             data["send_key"], "cancelled", None,
             lambda: smtp.cancelled_email(data["email"], data["event"], data["notifications"],
                                          data["send_key"], self.post.sender,
-                                         series=data.get("series"))))
+                                         series=data.get("series"), stop_url=stop_url,
+                                         signed=signed)))
 
     @subscribe("alerts", "alert_due")
     def on_alert_due(self, message):
         data, base = message["data"], public_url(self.config)
-        stop_url, signed = handlers.stop_alert_url(
-            setting(self.config, "JWT_SECRET"), base, data["user_id"],
+        stop_url, signed = handlers.stop_url(
+            setting(self.config, "JWT_SECRET"), base, "stop_alert", data["user_id"],
             data["saved_search"]["id"], utc_now())
         self._deliver_once(handlers.Mail(
             data["send_key"], "alert", None,

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventlet.semaphore import Semaphore
 
-from bus import ical
+from bus import ical, links
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_SENDER = "EventPost <no-reply@eventpost.localhost>"
@@ -183,6 +183,7 @@ def _written(build):
 
 LINK_LABELS = {"snooze_hour": "Snooze 1 hour", "snooze_day": "Snooze 1 day",
                "cancel": "Cancel this reminder"}
+STOP_NOTICES = links.ACTIONS["stop_notices"]  # a cancellation notice's link, as its page says
 
 
 @_written
@@ -221,9 +222,11 @@ def _one_click(url):
 
 @_written
 def cancelled_email(to, event, notifications, send_key, sender=DEFAULT_SENDER, now=None,
-                    series=None):
+                    series=None, stop_url=None, signed=False):
     """``series``: {id, occurrences} when a series change cancelled several occurrences
-    (``event`` is the first of them): one email for all."""
+    (``event`` is the first of them): one email for all. ``stop_url``: where the user
+    stops these notices, shown in both bodies (``signed``: a bus.links link, then also
+    the RFC 8058 unsubscribe; otherwise the web app's account page)."""
     lines = [f"- {one_line(n['subject'])} (due {n['remind_at']})" for n in notifications]
     items = "".join(f"<li>{html.escape(one_line(n['subject']))} "
                     f"(due {html.escape(n['remind_at'])})</li>" for n in notifications)
@@ -238,9 +241,13 @@ def cancelled_email(to, event, notifications, send_key, sender=DEFAULT_SENDER, n
         starts_label = "First to start:"
     values = {"title": title, "starts": local_start(event), "place": place_line(event),
               "reminders": "\n".join(lines), "intro": intro,
-              "starts_label": f"{starts_label:<16}"}  # aligned with "Where:"
-    text, html_body = _both("cancelled", values, {"reminders": items})
-    return _message(sender, to, f"Cancelled: {title}", send_key, text, html_body, now=now)
+              "starts_label": f"{starts_label:<16}",  # aligned with "Where:"
+              "stop_block": f"{STOP_NOTICES}: {stop_url}\n" if stop_url else ""}
+    html_stop = (f'<p><a href="{html.escape(stop_url)}">{html.escape(STOP_NOTICES)}</a></p>'
+                 if stop_url else "")
+    text, html_body = _both("cancelled", values, {"reminders": items, "stop_block": html_stop})
+    return _message(sender, to, f"Cancelled: {title}", send_key, text, html_body, now=now,
+                    extra_headers=_one_click(stop_url) if stop_url and signed else "")
 
 
 @_written

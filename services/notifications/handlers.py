@@ -28,7 +28,16 @@ from bus.errors import Conflict, NotFound, Unauthorized, Unavailable, Validation
 from bus.messages import new_message
 
 from . import storage
-from .schemas import Changes, CreateFields, Filters, decode_cursor, encode_cursor, load, resource
+from .schemas import (
+    Changes,
+    CreateFields,
+    Filters,
+    PreferenceChanges,
+    decode_cursor,
+    encode_cursor,
+    load,
+    resource,
+)
 
 log = logging.getLogger(__name__)
 IN_THE_PAST = "The reminder time must be in the future."
@@ -231,18 +240,22 @@ def on_series_cancelled(db, message, now, relay, withdraw):
 
 
 def _notify(db, key_prefix, aggregate_id, version, event, reminders, now, relay, more):
-    """One event_cancelled_notice per user of ``reminders``, under ``key_prefix:user``;
-    ``more``: its optional data (bus.messages)."""
+    """One event_cancelled_notice per user of ``reminders``, under ``key_prefix:user``,
+    but none for a user who turned them off (their reminders are cancelled all the
+    same); ``more``: its optional data (bus.messages)."""
     by_user = {}
     for reminder in reminders:
         by_user.setdefault(reminder["user_id"], []).append(reminder)
+    unwanted = storage.without_notices(db, list(by_user))  # their choice: no notices
     for user_id, theirs in by_user.items():
+        if user_id in unwanted:
+            continue
         key = f"{key_prefix}:{user_id}"
         if db[storage.NOTICES].find_one({"_id": key}, {"_id": 1}) is not None:
             continue  # recorded by an earlier run: the outbox publishes it
         notice = new_message(
             "notifications", "event_cancelled_notice", aggregate_id, version,
-            send_key=key, email=theirs[0]["email"], event=event,
+            send_key=key, email=theirs[0]["email"], user_id=user_id, event=event,
             notifications=[resource(r) for r in theirs], **more,
         )
         db[storage.NOTICES].update_one(
@@ -483,6 +496,35 @@ def follow_link(db, user_id, reminder_id, action, arm, now, relay, withdraw):
     return {"done": done, "notification": get(db, user_id, reminder_id)}
 
 
+# the user's email choices (the account page, or a cancellation notice's link)
+
+def email_preferences(db, user_id):
+    """``{cancellation_notices}``; NotFound for a deleted account (a link outlives it)."""
+    account = storage.find_account(db, user_id)
+    if not isinstance(user_id, str) or (account is not None and account.get("deleted")):
+        raise NotFound("No such account.")
+    return storage.find_preferences(db, user_id)
+
+
+def change_email_preferences(db, user_id, changes, now):
+    """Any subset of the choices (PreferenceChanges); the choices after."""
+    email_preferences(db, user_id)
+    changes = load(PreferenceChanges(), changes)
+    if changes:
+        storage.save_preferences(db, user_id, changes, now)
+    return storage.find_preferences(db, user_id)
+
+
+def stop_notices(db, user_id, now):
+    """A cancellation notice's one-click link (bus.links ``stop_notices``): no more
+    notices for the user. ``{done, preferences}``; ``done`` False if they were off."""
+    current = email_preferences(db, user_id)
+    if not current["cancellation_notices"]:
+        return {"done": False, "preferences": current}
+    return {"done": True, "preferences": change_email_preferences(
+        db, user_id, {"cancellation_notices": False}, now)}
+
+
 # what the mailer reports
 
 def on_delivery_report(db, outcomes, now):
@@ -586,3 +628,4 @@ def on_user_deleted(db, message, now, withdraw):
     if sending:
         withdraw(sending)
     db[storage.REMINDERS].delete_many({"user_id": user_id})
+    storage.forget_preferences(db, user_id)

@@ -38,6 +38,15 @@ class Changes(_Timing):
             raise ValidationError(ONE_OF, "remind_at")
 
 
+class PreferenceChanges(Schema):
+    """PATCH /users/me/email-preferences: any subset of the user's email choices."""
+
+    class Meta:
+        unknown = RAISE
+
+    cancellation_notices = rules.Flag()
+
+
 class Filters(Schema):
     class Meta:
         unknown = RAISE

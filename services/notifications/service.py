@@ -87,6 +87,19 @@ class NotificationsService:
         return outcome
 
     @rpc
+    def email_preferences(self, user_id):
+        return handlers.email_preferences(self.db, user_id)
+
+    @rpc
+    def change_email_preferences(self, user_id, changes):
+        return handlers.change_email_preferences(self.db, user_id, changes, utc_now())
+
+    @rpc
+    def stop_notices(self, user_id):
+        """A cancellation notice's one-click link (bus.links), already verified."""
+        return handlers.stop_notices(self.db, user_id, utc_now())
+
+    @rpc
     def new_calendar_feed(self, user_id):
         return feeds.new_feed(self.db, user_id, utc_now())
 

@@ -18,6 +18,9 @@
   ``email``, ``emails`` (all of them, lower-case); ``deleted`` for a tombstone.
 - ``notices``: one document per "your event was cancelled" email (``_id`` is its
   send key), which holds that email's outgoing message.
+- ``preferences``: a user's email choices, ``{_id: user_id, cancellation_notices,
+  updated_at}``, only once they made one (the defaults: ``DEFAULT_PREFERENCES``). Kept
+  apart from ``accounts``, which bus.mongo.save_if_newer replaces whole.
 
 SecantusDB costs: an update rewrites every index entry of the document, so the
 reminders have no index beyond what a query needs; ``$in`` is matched linearly per
@@ -31,6 +34,8 @@ REMINDERS = "notifications"
 EVENTS = "events"
 ACCOUNTS = "accounts"
 NOTICES = "notices"
+PREFERENCES = "preferences"
+DEFAULT_PREFERENCES = {"cancellation_notices": True}
 ACTIVE = ["scheduled", "sending"]
 CHUNK = 50
 
@@ -144,3 +149,29 @@ def find_account(db, user_id):
 def store_account(db, document, replace_equal=False):
     """The same rule as for events: only a newer version is stored. True if stored."""
     return save_if_newer(db[ACCOUNTS], document, same_too=replace_equal)
+
+
+# a user's email choices
+
+def find_preferences(db, user_id):
+    """The user's choices, the defaults where they made none."""
+    stored = db[PREFERENCES].find_one({"_id": user_id}) or {}
+    return {name: stored.get(name, default) for name, default in DEFAULT_PREFERENCES.items()}
+
+
+def save_preferences(db, user_id, changes, now):
+    db[PREFERENCES].update_one({"_id": user_id}, {"$set": {**changes, "updated_at": now}},
+                               upsert=True)
+
+
+def without_notices(db, user_ids):
+    """Those of ``user_ids`` who turned cancellation notices off."""
+    off = set()
+    for chunk in chunks(user_ids):
+        off |= {d["_id"] for d in db[PREFERENCES].find(
+            {"_id": {"$in": chunk}, "cancellation_notices": False}, {"_id": 1})}
+    return off
+
+
+def forget_preferences(db, user_id):
+    db[PREFERENCES].delete_one({"_id": user_id})

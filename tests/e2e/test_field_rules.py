@@ -109,6 +109,8 @@ def baselines(world):
         ("post", "/users/me/emails"): ("fresh", lambda: {"email": unique_email(30)}),
         ("post", "/users/me/password"): ("fresh", lambda: {"current_password": "wrong one 1",
                                                            "new_password": "a new password"}),
+        ("patch", "/users/me/email-preferences"): ("fresh", lambda: {
+            "cancellation_notices": True}),
         ("post", "/events"): ("admin", lambda: dict(EVENT)),
         ("patch", "/events/{event_id}"): ("admin", lambda: {"title": "Changed"}),
         ("patch", "/series/{series_id}"): ("admin", lambda: {"title": "Changed"}),

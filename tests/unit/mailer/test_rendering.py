@@ -200,3 +200,19 @@ def test_an_instant_alert_names_its_event_and_without_a_secret_has_no_unsubscrib
     received, text, _, _ = parts(message)
     assert received["Subject"] == "New event: Jazz <night> & more"
     assert received["List-Unsubscribe"] is None
+
+
+def test_a_cancellation_notice_carries_its_stop_link_in_both_bodies_and_as_unsubscribe():
+    stop = "https://eventpost.example/links/abc"
+    received, text, html, _ = parts(smtp.cancelled_email(
+        "ann@example.com", EVENT, [NOTIFICATION], "cancel:e1:4:u1", stop_url=stop,
+        signed=True))
+    assert received["List-Unsubscribe"] == f"<{stop}>"
+    assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert f"Stop emails about cancelled events: {stop}" in text
+    assert f'<a href="{stop}">Stop emails about cancelled events</a>' in html
+    # a notice from before notices named their user: the account page, no unsubscribe
+    received, text, _, _ = parts(smtp.cancelled_email(
+        "ann@example.com", EVENT, [NOTIFICATION], "c", stop_url="https://e.example/#/account"))
+    assert received["List-Unsubscribe"] is None and received["List-Unsubscribe-Post"] is None
+    assert "Stop emails about cancelled events: https://e.example/#/account" in text

@@ -616,3 +616,39 @@ def test_a_deferred_reminder_is_handed_over_again_after_a_backoff(db, relayed, h
     assert again["send_key"] == first["send_key"] == key
     assert again["attempt"] == 2
     assert handlers.get(db, "u1", mine["id"])["status"] == "scheduled"
+
+
+def test_a_user_who_stopped_cancellation_notices_gets_none_but_the_reminders_are_cancelled(
+        db, relayed, withdraw):
+    known(db, event())
+    ann = create(db, relayed, {"before_minutes": 5})
+    bob = create(db, relayed, {"before_minutes": 10}, who=user("u2", "bob@example.com", ()))
+    assert handlers.email_preferences(db, "u1") == {"cancellation_notices": True}
+    assert handlers.stop_notices(db, "u1", NOW) == {
+        "done": True, "preferences": {"cancellation_notices": False}}
+    assert handlers.stop_notices(db, "u1", NOW)["done"] is False  # used again: says so
+    handlers.on_event_message(db, event_message("event_deleted", event(version=2)), NOW,
+                              relayed, withdraw)
+    assert handlers.get(db, "u1", ann["id"])["status"] == "cancelled"
+    assert handlers.get(db, "u2", bob["id"])["status"] == "cancelled"
+    [notice] = db[storage.NOTICES].find()
+    assert notice["user_id"] == "u2" and notice["pending_events"][0]["data"]["user_id"] == "u2"
+    # turned back on: the next cancellation tells them again
+    assert handlers.change_email_preferences(db, "u1", {"cancellation_notices": True}, NOW) \
+        == {"cancellation_notices": True}
+    known(db, event("e2"))
+    create(db, relayed, {"event_id": "e2", "before_minutes": 5})
+    handlers.on_event_message(db, event_message("event_deleted", event("e2", version=2)), NOW,
+                              relayed, withdraw)
+    assert db[storage.NOTICES].count_documents({"user_id": "u1"}) == 1
+
+
+@pytest.mark.parametrize("changes, field", [({"cancellation_notices": 1}, "cancellation_notices"),
+                                            ({"cancellation_notices": "false"},
+                                             "cancellation_notices"),
+                                            ({"other": True}, "other")])
+def test_email_preferences_take_only_booleans_of_known_names(db, changes, field):
+    with pytest.raises(ValidationError) as error:
+        handlers.change_email_preferences(db, "u1", changes, NOW)
+    assert list(details(error)) == [field]
+    assert handlers.change_email_preferences(db, "u1", {}, NOW) == {"cancellation_notices": True}
