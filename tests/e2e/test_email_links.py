@@ -7,8 +7,11 @@ from urllib.parse import urlsplit
 from bus import links
 from tests.e2e.helpers import assert_error, login, new_account
 from tests.e2e.reminders_support import (
+    Person,
     create_event,
     create_reminder,
+    get_reminder,
+    no_more_mail,
     stamp,
     utc_now,
     wait_until,
@@ -93,6 +96,66 @@ def test_altered_unknown_and_expired_links(http, system):
     # another secret's token, or an access token, is not a link
     assert_error(http.get(f"/links/{links.sign('x' * 40, 'cancel', 'a', 'b', now)}"), 404,
                  "not_found")
+
+
+def test_a_cancellation_notice_stops_the_next_ones_and_email_preferences_bring_them_back(
+        http, system, admin_headers):
+    ann, bob = Person(http), Person(http)
+
+    def cancelled_event():
+        """An event both have a reminder for, deleted; and Ann's reminder."""
+        event = create_event(http, admin_headers)
+        anns = create_reminder(http, ann.headers, event["id"])
+        create_reminder(http, bob.headers, event["id"])
+        assert http.delete(f"/events/{event['id']}", headers=admin_headers).status_code == 204
+        return event, anns
+
+    def preferences():
+        response = http.get("/users/me/email-preferences", headers=ann.headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    mark = system.mark()
+    first, _ = cancelled_event()
+    [notice] = system.wait_for_mail(to=ann.email, subject=first["title"], after=mark,
+                                    timeout=20)
+    [url] = re.findall(r"^Stop emails about cancelled events: (\S+)\r?$", notice.text,
+                       flags=re.M)
+    path = urlsplit(url).path
+    assert path.startswith("/links/")
+    assert urlsplit(notice.message["List-Unsubscribe"].strip().strip("<>")).path == path
+    assert notice.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert preferences() == {"cancellation_notices": True}
+
+    page = http.get(path)  # a mail scanner: only the page, nothing changes
+    assert page.status_code == 200 and '<form method="post"' in page.text
+    assert "Stop emails about cancelled events" in page.text
+    assert preferences() == {"cancellation_notices": True}
+    stopped = http.post(path, headers=JSON)
+    assert stopped.status_code == 200 and stopped.json()["done"] is True, stopped.text
+    again = http.post(path, headers=JSON).json()
+    assert again["done"] is False and "already" in again["message"]
+    assert "already" in http.get(path).text
+    assert preferences() == {"cancellation_notices": False}
+
+    # the next cancellation: Bob's notice arrives, so Ann's would have by then; none did
+    mark = system.mark()
+    second, anns = cancelled_event()
+    system.wait_for_mail(to=bob.email, subject=second["title"], after=mark, timeout=20)
+    no_more_mail(system, 0, to=ann.email, subject=second["title"], after=mark)
+    assert get_reminder(http, ann.headers, anns["id"])["status"] == "cancelled"
+
+    for body, field in (({"cancellation_notices": "yes"}, "cancellation_notices"),
+                        ({"cancellation_notices": 1}, "cancellation_notices"),
+                        ({"other": True}, "other")):
+        assert_error(http.patch("/users/me/email-preferences", json=body, headers=ann.headers),
+                     422, "validation_error", [field])
+    back = http.patch("/users/me/email-preferences", json={"cancellation_notices": True},
+                      headers=ann.headers)
+    assert back.status_code == 200 and back.json() == {"cancellation_notices": True}
+    mark = system.mark()
+    third, _ = cancelled_event()
+    system.wait_for_mail(to=ann.email, subject=third["title"], after=mark, timeout=20)
 
 
 def parse(text):
