@@ -107,6 +107,15 @@ def test_every_page(browser, system, http, admin, admin_headers):
     assert "/calendar/" in feed_url and feed_url.endswith(".ics")
     assert http.get(feed_url).headers["Content-Type"].startswith("text/calendar")
     _check(browser, "account")
+    # the email choice: on by default; unticked, the API says off (a cancellation
+    # notice's stop link does the same)
+    notices = browser.control("cancellation_notices")
+    browser.wait_until(lambda: notices.is_enabled() and notices.is_selected(),
+                       message="the cancellation-notices box ticked")
+    notices.click()
+    browser.wait_for_text("#flash", "No more emails about cancelled events")
+    assert http.get("/users/me/email-preferences", headers=_bearer(http, account)).json() \
+        == {"cancellation_notices": False}
     browser.click_button("Make primary")
     browser.wait_for_text("#flash", "is now your primary email")
     headers = _bearer(http, account)

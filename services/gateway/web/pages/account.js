@@ -1,4 +1,4 @@
-// My account: emails (add, remove, make primary), password, delete the account.
+// My account: emails (add, remove, make primary), email choices, password, delete the account.
 
 import { api } from "../api.js";
 import { flash, go, requireUser, session } from "../app.js";
@@ -100,6 +100,32 @@ function calendarSection() {
     make, shown);
 }
 
+function emailChoicesSection() {
+  const box = field("cancellation_notices", "Email me when an event I set reminders for is cancelled",
+    { kind: "checkbox", disabled: true });
+  const input = box.querySelector("input");
+  api.get("/users/me/email-preferences").then((choices) => {
+    input.checked = choices.cancellation_notices;
+    input.disabled = false;
+  }, (error) => flash(error.message, "error"));
+  input.addEventListener("change", async () => {
+    input.disabled = true;
+    try {
+      const choices = await api.patch("/users/me/email-preferences", { cancellation_notices: input.checked });
+      input.checked = choices.cancellation_notices;
+      flash(choices.cancellation_notices ? "You will be told when an event is cancelled." : "No more emails about cancelled events.");
+    } catch (error) {
+      input.checked = !input.checked;
+      flash(error.message, "error");
+    } finally {
+      input.disabled = false;
+    }
+  });
+  return h("section", { "aria-labelledby": "choices-heading" },
+    h("h2", { id: "choices-heading" }, "Email notices"),
+    h("p", { class: "hint" }, "Reminders of a cancelled event are cancelled either way."), box);
+}
+
 export function describeQuery(query) {
   const parts = [];
   if (query.topic) parts.push(`topics: ${query.topic.join(", ")}`);
@@ -170,6 +196,7 @@ export async function render(main) {
       h("dt", {}, "Username"), h("dd", {}, user.username),
       h("dt", {}, "Role"), h("dd", {}, user.role),
       h("dt", {}, "Member since"), h("dd", {}, new Date(user.created_at).toLocaleDateString())),
-    emailSection(rerender), passwordSection(), calendarSection(), savedSearchesSection(),
+    emailSection(rerender), emailChoicesSection(), passwordSection(), calendarSection(),
+    savedSearchesSection(),
     deleteSection());
 }
