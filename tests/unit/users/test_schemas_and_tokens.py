@@ -1,6 +1,6 @@
 """Input rules of the users domain, the user resource, and the tokens users issues."""
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import jwt
 import pytest
@@ -96,7 +96,8 @@ def test_a_token_carries_the_contract_claims():
 
 def test_a_token_issued_in_the_millisecond_before_a_password_change_is_revoked_by_it():
     config = {"JWT_SECRET": "s" * 40}
-    change = datetime(2026, 12, 2, 17, 0, 0, 124000, tzinfo=timezone.utc)  # as stored: ms
+    # as stored: whole milliseconds; now, so that the tokens have not expired
+    change = (datetime.now(timezone.utc) - timedelta(seconds=2)).replace(microsecond=124000)
     for before in (0.0001, 0.0004, 0.0009):  # the last half of that millisecond included
         issued = tokens.issue(config, "u", "user", issued_at=change.timestamp() - before)
         claims = jwt.decode(issued["access_token"], "s" * 40, algorithms=["HS256"])
