@@ -176,7 +176,8 @@ def _write_all(db, series_id, documents, change_of):
                 writes.append((document["_id"], document["version"], *change[1:]))
         lost = storage.replace_versions(db, writes) if writes else set()
         done.extend(resource for event_id, resource in resources.items() if event_id not in lost)
-        todo[:] = [o for o in storage.series_occurrences(db, series_id) if o["_id"] in lost]
+        todo[:] = ([o for o in storage.series_occurrences(db, series_id) if o["_id"] in lost]
+                   if lost else [])  # a fresh read only for those that lost
         return LOST if todo else done
 
     try:
