@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 PENDING = "pending_events"
 
 
-def outgoing(message):
-    """The update fragment that stores ``message`` in the outbox of the document."""
-    return {"$push": {PENDING: message}}
+def outgoing(*messages):
+    """The update fragment that stores ``messages`` in the outbox of the document, in
+    that order (the relay publishes them so)."""
+    if len(messages) == 1:
+        return {"$push": {PENDING: messages[0]}}
+    return {"$push": {PENDING: {"$each": list(messages)}}}
 
 
 def consumer_queues(source_service, config):

@@ -6,7 +6,6 @@ service then asks the outbox to publish; if that fails the sweeper does it.
 """
 import re
 import uuid
-from contextlib import contextmanager
 from datetime import timedelta
 
 from marshmallow import ValidationError as SchemaError
@@ -159,25 +158,39 @@ def _write(db, event_id, change_of):
     return compare_and_set(attempt, KEPT_CHANGING)
 
 
-def _write_all(db, series_id, documents, change_of):
+def _write_all(db, series_id, documents, change_of, summary=None):
     """``_write`` for a series' occurrences, in one round trip for all (storage
-    .replace_versions) and another, from a fresh read, for those that lost a race, under
-    the same rule; ``change_of`` may answer None (leave that one). An occurrence deleted
-    meanwhile is left out. Answers the resources written, and on a 409 (Conflict) what
-    was written before it in ``done`` of the error."""
+    .replace_versions) and another, from a fresh read, for those not written (one lost a
+    race), under the same rule; ``change_of`` may answer None (leave that one). An
+    occurrence deleted meanwhile is left out. Answers the resources written, and on a
+    409 (Conflict) what was written before it in ``done`` of the error.
+
+    ``summary(covered)``, for a change that cancels: its one series_cancelled message
+    (_series_cancelled). It goes in the outbox of the soonest occurrence of the round,
+    in the same atomic write as that occurrence's own change, and that write comes last
+    in the round (written in order), so it is stored only once every other write of the
+    round was: it covers exactly what the change wrote, once, and no crash can keep the
+    occurrences' changes without it, unless a race split the change over rounds."""
     todo, done = list(documents), []
+    covered = []  # what the stored series message covers; empty until it is stored
 
     def attempt():
-        writes, resources = [], {}
-        for document in todo:
-            change = change_of(document)
-            if change is not None:
-                resources[document["_id"]] = change[0]
-                writes.append((document["_id"], document["version"], *change[1:]))
-        lost = storage.replace_versions(db, writes) if writes else set()
-        done.extend(resource for event_id, resource in resources.items() if event_id not in lost)
-        todo[:] = ([o for o in storage.series_occurrences(db, series_id) if o["_id"] in lost]
-                   if lost else [])  # a fresh read only for those that lost
+        changes = [(document, *change) for document in todo
+                   if (change := change_of(document)) is not None]
+        writes = [(document["_id"], document["version"], update, [message])
+                  for document, _, update, message in changes]
+        if summary is not None and writes:  # todo is soonest first: its first carries it
+            event_id, version, update, messages = writes.pop(0)
+            cancelled = done + [resource for _, resource, _, _ in changes]
+            writes.append((event_id, version, update, [*messages, summary(cancelled)]))
+        unwritten = storage.replace_versions(db, writes) if writes else set()
+        done.extend(resource for document, resource, _, _ in changes
+                    if document["_id"] not in unwritten)
+        if summary is not None and writes and not unwritten:
+            covered[:] = done
+        todo[:] = ([o for o in storage.series_occurrences(db, series_id)
+                    if o["_id"] in unwritten]
+                   if unwritten else [])  # a fresh read only for those not written
         return LOST if todo else done
 
     try:
@@ -185,6 +198,32 @@ def _write_all(db, series_id, documents, change_of):
     except Conflict as conflict:
         conflict.done = done
         raise
+    finally:
+        if summary is not None and done and not covered:
+            # A race split the change and its last round wrote nothing (what was left
+            # started, or was deleted, meanwhile), or a 409 stopped it midway: the ones
+            # done are covered in a write of their own, the one case that a crash just
+            # before can leave without its message.
+            first = min(done, key=_soonest)
+            storage.add_message(db, first["id"], summary(done))
+
+
+def _soonest(event):
+    return event["starts_at"], event["id"]
+
+
+def _series_cancelled(series_id, change):
+    """``summary`` of _write_all for the series change ``change`` that cancels or deletes
+    occurrences: its series_cancelled message (bus.messages) covering ``cancelled``."""
+    def covering(cancelled):
+        cancelled = sorted(cancelled, key=_soonest)
+        first = cancelled[0]
+        return new_message(
+            "events", "series_cancelled", series_id, first["version"],
+            series_id=series_id, change_id=change, first=first,
+            occurrences=[{"id": e["id"], "version": e["version"]} for e in cancelled])
+
+    return covering
 
 
 def update_series(db, series_id, changes):
@@ -209,9 +248,8 @@ def update_series(db, series_id, changes):
             return None if occurrence_values is None else _changed(document, occurrence_values,
                                                                    change)
 
-        with _cancelling(db, series_id, change) as cancelled:
-            changed = _write_all(db, series_id, upcoming, change_of)
-            cancelled.extend(changed)
+        changed = _write_all(db, series_id, upcoming, change_of,
+                             None if change is None else _series_cancelled(series_id, change))
     return {"series": series(db, series_id), "changed": changed}
 
 
@@ -220,32 +258,10 @@ def delete_series(db, series_id):
     DELETE of that event would; one series_cancelled covers them all. Answers the ids
     of the deleted occurrences."""
     change = uuid.uuid4().hex
-    with _cancelling(db, series_id, change) as cancelled:
-        cancelled.extend(_write_all(db, series_id, _upcoming(db, series_id),
-                                    lambda document: _deleted(document, change)))
-    return [event["id"] for event in cancelled]
-
-
-@contextmanager
-def _cancelling(db, series_id, change):
-    """Collects the occurrences a series change cancels or deletes; then stores its one
-    series_cancelled message (bus.messages) in the outbox of the first of them, also
-    when the change ended in a 409: the ones done are covered. (A crash between the
-    occurrences' write and this one loses the message: their reminders are cancelled,
-    their owners not told.)"""
-    cancelled = []
-    try:
-        yield cancelled
-    except Conflict as conflict:
-        cancelled.extend(getattr(conflict, "done", ()))
-        raise
-    finally:
-        if change is not None and cancelled:
-            first = min(cancelled, key=lambda e: (e["starts_at"], e["id"]))
-            storage.add_message(db, first["id"], new_message(
-                "events", "series_cancelled", series_id, first["version"],
-                series_id=series_id, change_id=change, first=first,
-                occurrences=[{"id": e["id"], "version": e["version"]} for e in cancelled]))
+    deleted = _write_all(db, series_id, _upcoming(db, series_id),
+                         lambda document: _deleted(document, change),
+                         _series_cancelled(series_id, change))
+    return [event["id"] for event in deleted]
 
 
 def _series_changes(first, values):

@@ -56,20 +56,24 @@ def replace_version(db, event_id, version, changes, message):
 
 def replace_versions(db, writes):
     """Many ``replace_version`` in one round trip (a series' occurrences): ``writes`` is
-    [(event_id, version, changes, message)]. Returns the ids whose write lost (the event
-    moved on, or was deleted). How it knows which: each write is an upsert, so one whose
-    version no longer matches tries to insert its _id, which exists (events are never
-    removed, a deleted one stays a tombstone), and fails on it, by index."""
+    [(event_id, version, changes, messages)], each write storing its ``messages`` in
+    that event's outbox. Written in order, and the first write that lost (the event
+    moved on, or was deleted) stops the rest: so the last write is done only if every
+    one before it was (a series change's one message rides on it). Returns the ids not
+    written: the one that lost and those after it. How it knows which lost: each write
+    is an upsert, so one whose version no longer matches tries to insert its _id, which
+    exists (events are never removed, a deleted one stays a tombstone), and fails on it,
+    by index."""
     requests = [UpdateOne({"_id": event_id, "version": version, **LIVE},
-                          {**changes, **outgoing(message)}, upsert=True)
-                for event_id, version, changes, message in writes]
+                          {**changes, **outgoing(*messages)}, upsert=True)
+                for event_id, version, changes, messages in writes]
     try:
-        db[COLLECTION].bulk_write(requests, ordered=False)
+        db[COLLECTION].bulk_write(requests, ordered=True)
     except BulkWriteError as error:
-        failed = error.details["writeErrors"]
-        if any(e["code"] != DUPLICATE_KEY for e in failed):
+        [failed] = error.details["writeErrors"]  # ordered: the first error ends the bulk
+        if failed["code"] != DUPLICATE_KEY:
             raise
-        return {writes[e["index"]][0] for e in failed}
+        return {event_id for event_id, *_ in writes[failed["index"]:]}
     return set()
 
 

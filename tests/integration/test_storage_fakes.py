@@ -84,18 +84,27 @@ def test_events_insert_find_replace_and_tombstone(events):
     storage.add_message(db, "e1", message("e1", 3))
     assert len(db.events.find_one({"_id": "e1"})["pending_events"]) == 5
 
-    # many in one round trip: the ones that lost (moved on, deleted) are named
+    # many in one round trip, in order: the first that lost (moved on, deleted) stops
+    # the rest, and those not written are named
     storage.insert(db, {"_id": "e3", "title": "G", "version": 1}, message("e3", 1))
-    lost = storage.replace_versions(db, [
-        ("e2", 1, {"$set": {"title": "H", "version": 2}}, message("e2", 2)),
-        ("e1", 3, {"$set": {"title": "I", "version": 4}}, message("e1", 4)),  # a tombstone
-        ("e3", 7, {"$set": {"title": "J", "version": 8}}, message("e3", 8))])  # moved on
-    assert lost == {"e1", "e3"}
+    storage.insert(db, {"_id": "e4", "title": "K", "version": 1}, message("e4", 1))
+    unwritten = storage.replace_versions(db, [
+        ("e2", 1, {"$set": {"title": "H", "version": 2}}, [message("e2", 2)]),
+        ("e1", 3, {"$set": {"title": "I", "version": 4}}, [message("e1", 4)]),  # a tombstone
+        ("e4", 1, {"$set": {"title": "L", "version": 2}}, [message("e4", 2)])])
+    assert unwritten == {"e1", "e4"}
     assert storage.find_live(db, "e2")["title"] == "H"
-    assert storage.find_live(db, "e3")["title"] == "G" and storage.find_live(db, "e1") is None
-    assert storage.count_live(db) == 2
+    assert storage.find_live(db, "e4")["title"] == "K" and storage.find_live(db, "e1") is None
+    assert storage.replace_versions(db, [
+        ("e4", 1, {"$set": {"title": "L", "version": 2}}, [message("e4", 2)]),
+        ("e3", 7, {"$set": {"title": "J", "version": 8}}, [message("e3", 8)])]) == {"e3"}
+    assert storage.find_live(db, "e3")["title"] == "G"  # moved on
+    assert storage.count_live(db) == 3
+    # a write's messages all join its outbox, in order
     assert storage.replace_versions(db, [("e2", 2, {"$set": {"version": 3}},
-                                          message("e2", 3))]) == set()
+                                          [message("e2", 3), message("e2-series", 3)])]) == set()
+    assert [m["aggregate_id"] for m in db.events.find_one({"_id": "e2"})["pending_events"]][-2:] \
+        == ["e2", "e2-series"]
 
 
 def account(user_id, username, email, *secondary):

@@ -595,8 +595,12 @@ class FakeEventsStorage(FakeStorage):
             {**changes, "$push": {"pending_events": message}}) is not None
 
     def replace_versions(self, db, writes):
-        return {event_id for event_id, version, changes, message in writes
-                if not self.replace_version(db, event_id, version, changes, message)}
+        for index, (event_id, version, changes, messages) in enumerate(writes):
+            if self[self.COLLECTION].update(
+                    {"_id": event_id, "version": version, **self.LIVE},
+                    {**changes, "$push": {"pending_events": {"$each": messages}}}) is None:
+                return {event_id for event_id, *_ in writes[index:]}  # in order: stops here
+        return set()
 
     def add_message(self, db, event_id, message):
         self[self.COLLECTION].update({"_id": event_id}, {"$push": {"pending_events": message}})
