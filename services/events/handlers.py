@@ -4,6 +4,8 @@ Each command validates its input, writes the event and its outgoing message in
 one atomic update (bus.outbox) and returns the event as API.md shows it. The
 service then asks the outbox to publish; if that fails the sweeper does it.
 """
+import hashlib
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -162,8 +164,8 @@ def _write_all(db, series_id, documents, change_of, summary=None):
     """``_write`` for a series' occurrences, in one round trip for all (storage
     .replace_versions) and another, from a fresh read, for those not written (one lost a
     race), under the same rule; ``change_of`` may answer None (leave that one). An
-    occurrence deleted meanwhile is left out. Answers the resources written, and on a
-    409 (Conflict) what was written before it in ``done`` of the error.
+    occurrence deleted meanwhile is left out. Answers the resources written; a 409
+    (Conflict) names in its details the ids `changed` before it and those `unchanged`.
 
     ``summary(covered)``, for a change that cancels: its one series_cancelled message
     (_series_cancelled). It goes in the outbox of the soonest occurrence of the round,
@@ -195,9 +197,14 @@ def _write_all(db, series_id, documents, change_of, summary=None):
 
     try:
         return compare_and_set(attempt, KEPT_CHANGING)
-    except Conflict as conflict:
-        conflict.done = done
-        raise
+    except Conflict:
+        # some may be written: say which, so the caller knows what the same request
+        # again will complete
+        raise Conflict(
+            f"{len(done)} occurrences were changed and {len(todo)} kept changing and were "
+            "not; the same request again changes those.",
+            {"changed": [e["id"] for e in done], "unchanged": [o["_id"] for o in todo]},
+        ) from None
     finally:
         if summary is not None and done and not covered:
             # A race split the change and its last round wrote nothing (what was left
@@ -241,12 +248,21 @@ def update_series(db, series_id, changes):
     if upcoming:
         # cancelling them: their reminders' owners are told once for the series
         change = uuid.uuid4().hex if values.get("status") == "cancelled" else None
-        values_for = _series_changes(upcoming[0], values)
+        patch = _patch_key(values)
+        # the same PATCH again after a 409: the ones it changed then are left, and the
+        # others move from where the next occurrence was then, as they would have
+        taken = [o["series_patch"] for o in upcoming if _took(o, patch)]
+        reference = taken[0]["from"] if taken else upcoming[0]["starts_at"]
+        values_for = _series_changes(upcoming[0], values, reference)
 
         def change_of(document):
-            occurrence_values = values_for(document)
-            return None if occurrence_values is None else _changed(document, occurrence_values,
-                                                                   change)
+            occurrence_values = None if _took(document, patch) else values_for(document)
+            if occurrence_values is None:
+                return None
+            after, update, message = _changed(document, occurrence_values, change)
+            update["$set"]["series_patch"] = {"key": patch, "version": after["version"],
+                                              "from": reference}
+            return after, update, message
 
         changed = _write_all(db, series_id, upcoming, change_of,
                              None if change is None else _series_cancelled(series_id, change))
@@ -264,12 +280,25 @@ def delete_series(db, series_id):
     return [event["id"] for event in deleted]
 
 
-def _series_changes(first, values):
+def _patch_key(values):
+    """What a series PATCH's changes are, as the occurrences it wrote record it."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _took(document, patch):
+    """Whether ``document`` took the series PATCH ``patch`` and has not changed since."""
+    taken = document.get("series_patch")
+    return (taken is not None and taken["key"] == patch
+            and taken["version"] == document["version"])
+
+
+def _series_changes(first, values, reference):
     """For each occurrence of a series PATCH whose first not-started occurrence is
-    ``first``: its own changes (None: it started meanwhile, leave it)."""
+    ``first``: its own changes (None: it started meanwhile, leave it). A new
+    `starts_at` is the next occurrence's, which started at ``reference``."""
     zone = values.get("timezone", first["timezone"])
-    new_start = values.get("starts_at", first["starts_at"])
-    shift = recurrence.wall_shift(first["starts_at"], new_start, zone)
+    new_start = values.get("starts_at", reference)
+    shift = recurrence.wall_shift(reference, new_start, zone)
     duration = None
     if values.get("ends_at") is not None:
         duration = recurrence.wall_shift(new_start, values["ends_at"], zone)

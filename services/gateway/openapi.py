@@ -122,16 +122,22 @@ shift in its time zone (the new `timezone` if given), so a 19:00 weekly event mo
 next occurrence's end, and every occurrence then lasts as long on the wall clock;
 without it each keeps its own duration (`null` removes every end). Answers the series
 (as `GET /series/{id}`). Unknown series: 404. A 409 (an occurrence kept changing
-under concurrent writes) may leave the other occurrences changed; the same PATCH again
-is safe (a `starts_at` is a target, not a relative move). `status`
+under concurrent writes) may leave some occurrences changed: its `details` list the ids
+`changed` and those `unchanged`, and the same PATCH again completes it: the ones it
+changed are left as they are (unless something changed them since) and the others
+change as they would have (a move by the same shift as the first time). Once done, the
+same PATCH again changes nothing. `status`
 `cancelled` cancels them, and each user with reminders on them gets one email for the
-series, as for a DELETE."""
+series, as for a DELETE (after a 409, one for what was cancelled and one for what the
+PATCH again cancels)."""
 
 DELETE_SERIES_DESCRIPTION = """Admin only. Deletes every occurrence that has not started
 yet (`starts_at` after now), each as `DELETE /events/{id}` would; started ones stay, so
 `GET /series/{id}` still answers while any remains. Their scheduled reminders are
 cancelled, and each user who had any gets one email for the whole series (not one per
-occurrence). Unknown series: 404; a series with nothing left to delete: 204."""
+occurrence). Unknown series: 404; a series with nothing left to delete: 204. A 409 (an
+occurrence kept changing under concurrent writes) lists in its `details` the ids
+`changed` (deleted) and `unchanged`; the same DELETE again deletes the rest."""
 
 UPDATE_EVENT_DESCRIPTION = """Admin only. Any non-empty subset of the writable fields
 (an empty body is a 422); `ends_at`, `place` and `organizer` may be set to null.

@@ -134,7 +134,7 @@ def test_a_change_that_keeps_losing_covers_what_it_did_with_one_message(db, monk
 
     # written in order, the first occurrence (the message's carrier) last: the raced
     # third stopped each round after the second
-    done = [e["id"] for e in answer.value.done]
+    done = answer.value.details["changed"]
     assert done == [occurrences[1]["id"]]
     [summary] = series_messages(db)
     assert [o["id"] for o in summary["data"]["occurrences"]] == done
@@ -142,3 +142,47 @@ def test_a_change_that_keeps_losing_covers_what_it_did_with_one_message(db, monk
     stored = [db.events.find_one({"_id": e["id"]}) for e in occurrences]
     assert [(d["version"], d.get("deleted", False)) for d in stored] == [
         (1, False), (2, True), (1 + ATTEMPTS, False), (1, False)]
+
+
+def test_a_409_names_what_changed_and_the_same_patch_again_completes_it(db, monkeypatch):
+    occurrences, series_id = new_series(db)
+    racing(monkeypatch, db, occurrences[2]["id"], times=ATTEMPTS)
+    move = {"starts_at": "2031-10-19T20:30:00+02:00", "title": "Choir practice (late)"}
+
+    with pytest.raises(Conflict) as answer:
+        handlers.update_series(db, series_id, move)
+
+    # written in order until the raced third: the first two changed, the last two not
+    assert answer.value.details == {"changed": [e["id"] for e in occurrences[:2]],
+                                    "unchanged": [e["id"] for e in occurrences[2:]]}
+    assert "2 occurrences were changed and 2" in answer.value.message
+    assert handlers.get(db, occurrences[1]["id"])["starts_at"] == "2031-10-26T19:30:00Z"
+    assert handlers.get(db, occurrences[3]["id"])["starts_at"] == "2031-11-09T18:00:00Z"
+
+    again = handlers.update_series(db, series_id, move)
+
+    # the rest moved as far on the wall clock (20:30 Madrid, after the October change
+    # too), and the first two were not moved a second time
+    assert [e["id"] for e in again["changed"]] == [e["id"] for e in occurrences[2:]]
+    after = [handlers.get(db, e["id"]) for e in occurrences]
+    assert [e["starts_at"] for e in after] == ["2031-10-19T18:30:00Z", "2031-10-26T19:30:00Z",
+                                              "2031-11-02T19:30:00Z", "2031-11-09T19:30:00Z"]
+    assert {e["title"] for e in after} == {"Choir practice (late)"}
+    assert [e["version"] for e in after] == [2, 2, 2 + ATTEMPTS, 2]
+    assert after[2]["description"] == "Room 0"  # the racing PATCH's change stays
+    # and once complete, the same PATCH changes nothing more
+    assert handlers.update_series(db, series_id, move)["changed"] == []
+
+
+def test_a_different_patch_or_an_occurrence_changed_since_is_not_skipped(db):
+    occurrences, series_id = new_series(db)
+    handlers.update_series(db, series_id, {"title": "Choir"})
+    handlers.update(db, occurrences[1]["id"], {"title": "Choir (in the crypt)"})
+
+    again = handlers.update_series(db, series_id, {"title": "Choir"})
+
+    assert [e["id"] for e in again["changed"]] == [occurrences[1]["id"]]
+    assert handlers.get(db, occurrences[1]["id"])["title"] == "Choir"
+    moved = handlers.update_series(db, series_id, {"starts_at": "2031-10-19T18:00:00+02:00"})
+    assert len(moved["changed"]) == 4
+    assert handlers.get(db, occurrences[3]["id"])["starts_at"] == "2031-11-09T17:00:00Z"
