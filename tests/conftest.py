@@ -25,7 +25,8 @@ from tests.support.secantus import SecantusProcess  # noqa: E402
 def pytest_addoption(parser):
     parser.addoption("--real-databases", action="store_true", dest="real_databases",
                      help="unit tests that default to the in-memory FakeDatabase "
-                          "(tests.support.fakes.unit_database) use SecantusDB instead")
+                          "(tests.support.fakes.unit_database) use SecantusDB instead: "
+                          "how the fake is checked against the server")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -61,8 +62,9 @@ def pytest_timeout_set_timer(item, settings):
 
 
 @pytest.fixture(scope="session")
-def mongo_uri(tmp_path_factory):
-    """A real SecantusDB server over TCP (or MONGO_URI, to test against MongoDB)."""
+def database_server(tmp_path_factory):
+    """The URI of a real SecantusDB server over TCP, started for the session (or
+    TEST_MONGO_URI, to test against MongoDB)."""
     if os.environ.get("TEST_MONGO_URI"):
         yield os.environ["TEST_MONGO_URI"]
         return
@@ -70,6 +72,12 @@ def mongo_uri(tmp_path_factory):
     server.start()
     yield server.uri
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(database_server):
+    """Where the tests' databases are (tests/unit/conftest.py refuses it to unit tests)."""
+    return database_server
 
 
 @pytest.fixture

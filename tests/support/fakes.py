@@ -19,7 +19,7 @@ list field matches any of its elements, None matches a missing field), $ne, $in,
 $nin, $all, $gt(e), $lt(e), $exists, $not, $or, $and, values of different BSON
 types never comparing; updates with $set, $setOnInsert, $unset, $inc, $max, $min,
 $push ($each, $slice), $pull and $set pipelines; unique indexes; bulk writes.
-Aggregation is not faked: a test that needs it is marked ``@pytest.mark.database``.
+Aggregation is not faked: a test that needs it runs on the server, in tests/integration.
 
 FakeDatabase is a whole database of such collections, for services whose handlers
 use collections directly (notifications, mailer, search): their real storage module
@@ -384,7 +384,7 @@ class FakeCollection:
 
     def aggregate(self, pipeline, **options):
         raise NotImplementedError("the fake does not run aggregation pipelines: such a test "
-                                  "is marked @pytest.mark.database")
+                                  "runs on the server, in tests/integration")
 
     # writes
 
@@ -843,11 +843,10 @@ class FakeAlertsStorage(FakeStorage):
 
 def unit_database(request, service, prepare=None):
     """A unit test's database of ``service``, prepared as the service prepares it at
-    start (``prepare``, e.g. its ensure_indexes): a FakeDatabase, or, for a test marked
-    ``@pytest.mark.database`` (or every test, with ``pytest --real-databases``: how the
-    fake is checked against the server), a fresh database on the SecantusDB server."""
-    if (request.node.get_closest_marker("database")
-            or request.config.getoption("real_databases", False)):
+    start (``prepare``, e.g. its ensure_indexes): a FakeDatabase, or, with ``pytest
+    --real-databases`` (how the fake is checked against the server), a fresh database
+    on the SecantusDB server."""
+    if request.config.getoption("real_databases", False):
         return request.getfixturevalue("new_database")(service, prepare=prepare)
     db = FakeDatabase(service)
     if prepare:

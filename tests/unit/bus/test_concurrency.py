@@ -31,13 +31,14 @@ def test_an_error_inside_an_attempt_ends_the_loop_with_it():
         compare_and_set(attempt)
 
 
-def test_the_events_service_answers_a_lost_race_with_a_conflict(new_database, monkeypatch):
-    from services.events import handlers, storage
+def test_the_events_service_answers_a_lost_race_with_a_conflict(monkeypatch):
+    from services.events import handlers
+    from tests.support.fakes import FakeEventsStorage, in_memory
 
-    db = new_database("events")
+    db = in_memory(monkeypatch, handlers, FakeEventsStorage())
     event = handlers.create(db, {"title": "Jazz", "topics": ["music"],
                                  "starts_at": "2031-01-01T00:00:00Z"})
-    monkeypatch.setattr(storage, "replace_version", lambda *args: False)  # always beaten
+    monkeypatch.setattr(db, "replace_version", lambda *args: False)  # always beaten
     for change in (lambda: handlers.update(db, event["id"], {"title": "Blues"}),
                    lambda: handlers.delete(db, event["id"])):
         with pytest.raises(Conflict):

@@ -1,5 +1,6 @@
 """The write model's commands, no broker: against the storage in memory
-(tests.support.fakes), and what the database itself stores on SecantusDB."""
+(tests.support.fakes); what the database itself stores, and a race through its round
+trips, are in tests/integration/events/test_storage_on_server.py."""
 
 import pytest
 
@@ -21,9 +22,7 @@ FIELDS = {
 
 
 @pytest.fixture
-def db(request, monkeypatch):
-    if request.node.get_closest_marker("database"):
-        return request.getfixturevalue("new_database")("events")
+def db(monkeypatch):
     return in_memory(monkeypatch, handlers, FakeEventsStorage())
 
 
@@ -52,14 +51,6 @@ def test_create_defaults(db):
                                  "starts_at": "2026-01-01T10:00:00Z"})
     assert (event["description"], event["ends_at"], event["timezone"], event["place"],
             event["organizer"], event["status"]) == ("", None, "UTC", None, None, "scheduled")
-
-
-@pytest.mark.database
-def test_create_stores_times_as_utc_datetimes(db):
-    event = handlers.create(db, FIELDS)
-    stored = db.events.find_one({"_id": event["id"]})
-    assert stored["starts_at"].utcoffset().total_seconds() == 0
-    assert stored["starts_at"].hour == 19
 
 
 def test_create_stores_event_created_in_the_outbox_atomically(db):
@@ -244,8 +235,13 @@ def test_a_series_command_skips_an_occurrence_deleted_meanwhile(db, monkeypatch)
                if m["version"] == 2)
 
 
-@pytest.mark.parametrize("store", ["fake", pytest.param("database", marks=pytest.mark.database)])
-def test_a_series_patch_racing_an_occurrence_patch_loses_neither(db, monkeypatch, store):
+def test_a_series_patch_racing_an_occurrence_patch_loses_neither(db, monkeypatch):
+    patch_a_series_while_an_occurrence_is_patched(db, monkeypatch)
+
+
+def patch_a_series_while_an_occurrence_is_patched(db, monkeypatch):
+    """Also run on the server (tests/integration/events/test_storage_on_server.py), where
+    the lost write is the real bulk upsert's failure on the occurrence's _id."""
     occurrences = handlers.create_series(db, SERIES)
     series_id = occurrences[0]["series_id"]
     read = handlers.storage.series_occurrences

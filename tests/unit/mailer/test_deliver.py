@@ -1,5 +1,6 @@
 """Once per send key: the mailer's sent log, on the in-memory FakeDatabase under the real
-storage module (a test marked ``@pytest.mark.database`` on a real SecantusDB database).
+storage module (copies racing through their round trips to the server:
+tests/integration/mailer/test_storage_on_server.py).
 
 SMTP is a recording stand-in for smtp.Pool here (tests/integration/mailer sends to a
 real server); the reports go to a list instead of RabbitMQ."""
@@ -94,18 +95,6 @@ def test_a_redelivered_key_is_not_sent_again_but_reported_again(db, reports):
     assert deliver(post) == ["sent"]  # a copy of the first message
     assert server.accepted == ["mail for reminder:n1:1"]
     assert reports.by_status() == [("reminder:n1:1", "sent")] * 3
-
-
-@pytest.mark.database  # the copies race through their round trips to the server
-def test_two_copies_at_once_send_one_mail(db, reports):
-    server = Server(delay=0.1)
-    post = postman(db, server, reports)
-    other = postman(db, server, reports, holder="other instance")
-    pool = eventlet.GreenPool()
-    results = [r for [r] in pool.imap(lambda p: deliver(p), [post, other, post, post])]
-    assert len(server.accepted) == 1
-    # the holder reports it; a copy leaves it to the holder, and none is put off
-    assert "sent" in results and set(results) <= {"sent", None}, results
 
 
 def test_an_email_that_cannot_be_written_fails_at_once_with_the_reason(db, reports):

@@ -13,8 +13,7 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 def db(request):
-    """In memory (tests.support.fakes.FakeDatabase under the real storage module); a
-    test marked ``@pytest.mark.database`` gets a fresh SecantusDB database instead."""
+    """In memory (tests.support.fakes.FakeDatabase under the real storage module)."""
     return unit_database(request, "notifications", prepare=storage.ensure_indexes)
 
 

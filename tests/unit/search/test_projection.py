@@ -10,8 +10,7 @@ from tests.support.fakes import unit_database
 
 @pytest.fixture
 def db(request):
-    """In memory (FakeDatabase under the real storage module); a test marked
-    ``@pytest.mark.database`` gets a fresh SecantusDB database instead."""
+    """In memory (FakeDatabase under the real storage module); a test marked"""
     return unit_database(request, "search", prepare=storage.ensure_indexes)
 
 

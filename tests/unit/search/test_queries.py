@@ -1,5 +1,6 @@
 """Search queries: parameter checks, cursors, and every parameter, on the in-memory
-FakeDatabase; what goes through $geoNear on a real SecantusDB database (``database``)."""
+FakeDatabase; what goes through $geoNear, or is compared with it, runs on the server:
+tests/integration/search/test_storage_on_server.py."""
 import math
 import random
 import uuid
@@ -16,8 +17,7 @@ from tests.support.search import PARIS, north_of, query
 
 @pytest.fixture
 def db(request):
-    """In memory (FakeDatabase under the real storage module); a test marked
-    ``@pytest.mark.database`` gets a fresh SecantusDB database instead."""
+    """In memory (FakeDatabase under the real storage module)."""
     return unit_database(request, "search", prepare=storage.ensure_indexes)
 
 
@@ -108,16 +108,6 @@ def test_near_keeps_events_within_the_radius_with_their_distance(db, add):
         "Inside edge", "Outside edge", "Centre"]
 
 
-@pytest.mark.database  # sort=distance is $geoNear, which only the server runs
-def test_sort_by_distance(db, add):
-    add("Far", km=8)
-    add("Near", km=2)
-    add("Nearer", km=0.5)
-    result = queries.search(db, query(near=PARIS, sort="distance"))
-    assert titles(result) == ["Nearer", "Near", "Far"]
-    assert [item["distance_km"] for item in result["items"]] == [0.5, 2.0, 8.0]
-
-
 def test_parameters_combine(db, add):
     add("Match", topics=["tech"], km=3, description="python meetup",
         starts_at="2030-05-02T18:00:00Z")
@@ -135,9 +125,12 @@ def test_parameters_combine(db, add):
     assert titles(result) == ["Match"]
 
 
-@pytest.mark.parametrize("sort", [
-    "starts_at", pytest.param("distance", marks=pytest.mark.database)])  # $geoNear: the server
-def test_paging_visits_every_item_once_even_while_events_are_added(db, add, sort):
+def test_paging_visits_every_item_once_even_while_events_are_added(db, add):
+    page_through_while_events_are_added(db, add, "starts_at")
+
+
+def page_through_while_events_are_added(db, add, sort):
+    """Also by distance ($geoNear) on the server: tests/integration/search."""
     for i in range(25):  # equal start times and distances too, so the id tiebreak matters
         add(f"E{i}", starts_at=f"2030-05-{1 + i // 3:02d}T10:00:00Z", km=(i % 4) + 1)
     seen, cursor, pages = [], None, 0
@@ -266,74 +259,10 @@ def place(point):
     return {"name": "Somewhere", "address": None, **point}
 
 
-def via_geo_near(db, params):
-    """What the $geoNear pipeline answers for the same query (the path sort=starts_at
-    used before it read time windows)."""
-    parsed = queries.parse(query(**params))
-    collection = storage.live(db)
-    documents = list(collection.aggregate(queries.geo_pipeline(parsed, parsed["limit"] + 1)))
-    return queries.page(documents, parsed)
-
-
 def test_near_by_start_reads_time_windows_not_geo_near(db, add, monkeypatch):
     add("Jazz", km=1)
     monkeypatch.setattr(queries, "geo_pipeline", None)  # would fail if called
     assert titles(queries.search(db, query(near=PARIS))) == ["Jazz"]
-
-
-@pytest.mark.database  # compared with $geoNear, which only the server runs
-def test_near_by_start_includes_the_exact_radius_edge_and_not_beyond(db, add):
-    edge = add("Edge", place=place(towards(PARIS, 7, 60)), starts_at="2030-05-01T10:00:00Z")
-    coordinates = edge["place"]["lng"], edge["place"]["lat"]
-    distance = queries.haversine_m(*coordinates, PARIS["lng"], PARIS["lat"])
-    radius_km = distance / 1000
-    while radius_km * 1000 < distance:  # a radius whose metres are exactly the distance
-        radius_km = math.nextafter(radius_km, math.inf)
-    while radius_km * 1000 > distance:
-        radius_km = math.nextafter(radius_km, 0)
-    assert radius_km * 1000 == distance
-    below = math.nextafter(radius_km, 0)
-    assert below * 1000 < distance
-    for params in ({"near": PARIS, "radius_km": radius_km},
-                   {"near": PARIS, "radius_km": below}):
-        assert queries.search(db, query(**params)) == via_geo_near(db, params)
-    assert titles(queries.search(db, query(near=PARIS, radius_km=radius_km))) == ["Edge"]
-    assert titles(queries.search(db, query(near=PARIS, radius_km=below))) == []
-
-
-@pytest.mark.parametrize("centre, radius_km", [
-    (PARIS, 10), (PARIS, 0.05), ({"lat": 69.65, "lng": 18.96}, 500),  # Tromsø, wide
-    ({"lat": -33.87, "lng": 151.21}, 120), ({"lat": 0.0, "lng": 0.0}, 300),
-])
-@pytest.mark.database  # compared with $geoNear, which only the server runs
-def test_near_by_start_finds_every_bearing_just_inside_and_none_just_outside(db, add, centre,
-                                                                           radius_km):
-    """The box never cuts the circle: its widest longitudes are not due east or west."""
-    inside, outside = [], []
-    for bearing in range(0, 360, 15):
-        inside.append(add(f"in {bearing}", place=place(towards(centre, radius_km * 0.9999,
-                                                                bearing)))["id"])
-        outside.append(add(f"out {bearing}", place=place(towards(centre, radius_km * 1.0001,
-                                                                  bearing)))["id"])
-    params = {"near": centre, "radius_km": radius_km, "limit": 100}
-    result = queries.search(db, query(**params))
-    assert {item["id"] for item in result["items"]} == set(inside)
-    assert result == via_geo_near(db, params)
-
-
-@pytest.mark.parametrize("centre", [{"lat": -16.8, "lng": 179.95}, {"lat": 52.0, "lng": -179.9},
-                                    {"lat": 89.95, "lng": 30.0}, {"lat": -89.99, "lng": -120.0}])
-@pytest.mark.database  # compared with $geoNear, which only the server runs
-def test_near_by_start_across_the_antimeridian_and_the_poles(db, add, centre):
-    kept = [add(f"in {b}", place=place(towards(centre, 40, b)))["id"] for b in range(0, 360, 30)]
-    # across the antimeridian (179.95 -> -179.95) or across the pole (30 -> -30): 4..12 km
-    kept.append(add("Mirror", place=place({"lat": centre["lat"], "lng": -centre["lng"]}))["id"])
-    add("Far", place=place(towards(centre, 60, 90)))
-    add("Antipode", place=place({"lat": -centre["lat"], "lng": centre["lng"] % 360 - 180}))
-    params = {"near": centre, "radius_km": 50, "limit": 100}
-    result = queries.search(db, query(**params))
-    assert {item["id"] for item in result["items"]} == set(kept)
-    assert result == via_geo_near(db, params)
 
 
 def test_bounding_box_leaves_longitude_out_where_it_would_wrap_or_near_a_pole():
@@ -344,28 +273,6 @@ def test_bounding_box_leaves_longitude_out_where_it_would_wrap_or_near_a_pole():
     assert set(queries.bounding_box({"lat": 10, "lng": 179.99}, 10)) == {"event.place.lat"}
     assert set(queries.bounding_box({"lat": 10, "lng": -180}, 10)) == {"event.place.lat"}
     assert set(queries.bounding_box({"lat": 88, "lng": 0}, 10)) == {"event.place.lat"}
-
-
-@pytest.mark.database  # compared with $geoNear, which only the server runs
-def test_near_by_start_gives_the_same_pages_and_distances_as_geo_near(db, add):
-    rng = random.Random(7)
-    for i in range(120):
-        point = towards(PARIS, rng.uniform(0, 16), rng.uniform(0, 360))
-        add(f"E{i}", place=place(point), topics=[rng.choice(["music", "tech"])],
-            starts_at=f"2030-05-{1 + rng.randrange(20):02d}T{rng.randrange(24):02d}:00:00Z")
-    for params in ({"near": PARIS, "radius_km": 10, "limit": 7},
-                   {"near": PARIS, "radius_km": 12.5, "topics": ["music"], "limit": 5,
-                    "from": "2030-05-03T00:00:00Z", "to": "2030-05-10T00:00:00Z"}):
-        cursor, pages = None, 0
-        while True:
-            params = {**params, "cursor": cursor}
-            result = queries.search(db, query(**params))
-            assert result == via_geo_near(db, params)  # items, distance_km and cursor
-            pages += 1
-            cursor = result["next_cursor"]
-            if cursor is None:
-                break
-        assert pages > 2
 
 
 def test_near_by_start_pages_through_many_dropped_events_without_skips_or_repeats(

@@ -1,7 +1,7 @@
 import pytest
 from argon2 import PasswordHasher
 
-from services.users import handlers, storage
+from services.users import handlers
 from tests.support.fakes import FakeUsersStorage, in_memory
 
 
@@ -14,11 +14,9 @@ def config():
 
 
 @pytest.fixture
-def db(request, monkeypatch):
-    """The users storage in memory (tests.support.fakes); a test marked
-    ``@pytest.mark.database`` gets a fresh database on the SecantusDB server instead."""
-    if request.node.get_closest_marker("database"):
-        return request.getfixturevalue("new_database")("users", prepare=storage.ensure_indexes)
+def db(monkeypatch):
+    """The users storage in memory (tests.support.fakes); the race that the unique index
+    decides is in tests/integration/users/test_storage_on_server.py."""
     return in_memory(monkeypatch, handlers, FakeUsersStorage())
 
 

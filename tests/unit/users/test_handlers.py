@@ -1,5 +1,6 @@
 """The users domain: accounts, credentials, emails, outbox messages; against the storage
-in memory (conftest's ``db``), races on a real SecantusDB."""
+in memory (conftest's ``db``). The race that the unique index decides:
+tests/integration/users/test_storage_on_server.py."""
 import logging
 import time
 from datetime import datetime, timedelta
@@ -77,21 +78,6 @@ def test_another_users_secondary_email_cannot_be_registered(db):
     with pytest.raises(Conflict) as caught:
         register(db, username="bob", email="Ann.Work@example.org")
     assert "email" in caught.value.details
-
-
-@pytest.mark.database  # the unique index decides the race
-def test_concurrent_registrations_of_one_username_have_one_winner(db):
-    pool = eventlet.GreenPool()
-
-    def attempt(n):
-        try:
-            return register(db, username="race", email=f"race{n}@example.org")
-        except Conflict:
-            return None
-
-    results = list(pool.imap(attempt, range(4)))
-    assert len([r for r in results if r is not None]) == 1
-    assert db.users.count_documents({"username_key": "race"}) == 1
 
 
 @pytest.mark.parametrize("field", ["username", "email", "password"])
