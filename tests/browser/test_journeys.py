@@ -184,6 +184,46 @@ def test_an_admin_creates_a_weekly_series_and_its_page_links_its_occurrences(bro
     browser.wait_for_text("#main .result-status", "No upcoming events match")
 
 
+def test_an_admin_renames_and_moves_a_whole_series_from_one_occurrences_editor(
+        browser, http, admin, admin_headers):
+    title = f"Reading circle {uuid.uuid4().hex[:6]}"
+    day = (datetime.now(timezone.utc) + timedelta(days=2)).strftime("%Y-%m-%d")
+    first = create_event(http, admin_headers, title=title, topics=["books"],
+                         timezone="Europe/Madrid", starts_at=f"{day}T18:00:00+01:00",
+                         recurrence="FREQ=WEEKLY;COUNT=3")
+
+    def occurrences():
+        found = http.get("/events", params={"series_id": first["id"]}).json()["items"]
+        return sorted(found, key=lambda e: e["starts_at"])
+
+    before = occurrences()
+    assert len(before) == 3
+    browser.sign_in(admin)
+    # the second occurrence's editor: its move is the series' next one's
+    browser.go(f"/events/{before[1]['id']}/edit")
+    browser.wait_for_text("#main h1", "Edit:")
+    browser.click_button("Save for the whole series")
+    browser.wait_for_text("#flash", "Nothing to save")
+    browser.fill("title", f"{title} (upstairs)")
+    starts = browser.control("starts_at").get_attribute("value")
+    assert starts.endswith("T18:00")  # in the event's own zone
+    browser.set_value("starts_at", starts.replace("T18:00", "T19:30"))
+    browser.click_button("Save for the whole series")
+    browser.wait_for_text("#flash", "Series saved")
+    browser.wait_for_text("#main h1", f"{title} (upstairs)")
+
+    browser.go(f"/?series_id={first['id']}")
+    browser.wait_until(lambda: len([a for a in browser.find_all(".event-list a")
+                                    if f"{title} (upstairs)" in a.text]) == 3,
+                       message="every occurrence renamed")
+    after = occurrences()
+    assert [e["id"] for e in after] == [e["id"] for e in before]
+    assert all(e["title"] == f"{title} (upstairs)" for e in after)
+    moved = [datetime.fromisoformat(e["starts_at"].replace("Z", "+00:00")) for e in after]
+    was = [datetime.fromisoformat(e["starts_at"].replace("Z", "+00:00")) for e in before]
+    assert [m - w for m, w in zip(moved, was)] == [timedelta(minutes=90)] * 3
+
+
 def test_validation_errors_show_beside_their_fields(browser, admin):
     browser.open("/signup")
     browser.fill("username", "No Spaces Allowed")

@@ -50,6 +50,18 @@ export function isoToWall(iso, timeZone) {
   return `${y}-${pad(mo)}-${pad(d)}T${pad(hh)}:${pad(mm)}`;
 }
 
+// `iso` moved by as much wall-clock time as `fromWall` -> `toWall` (datetime-local
+// values), read in `fromZone` and written in `toZone`: how a series PATCH moves each
+// occurrence (19:00 -> 20:00 stays 20:00 local across a daylight-saving change).
+export function movedBy(iso, fromWall, toWall, fromZone, toZone = fromZone) {
+  const ms = (wall) => {
+    const [, y, mo, d, hh, mm] = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(wall).map(Number);
+    return Date.UTC(y, mo - 1, d, hh, mm);
+  };
+  const wall = new Date(ms(isoToWall(iso, fromZone)) + ms(toWall) - ms(fromWall));
+  return wallToIso(wall.toISOString().slice(0, 16), toZone);
+}
+
 // A date input's value ("2026-12-05") -> the start of that day for the viewer.
 export function dayStartIso(day, plusDays = 0) {
   if (!day) return "";

@@ -5,7 +5,7 @@ import { api } from "../api.js";
 import { flash, go, requireUser, session } from "../app.js";
 import { busy, clearErrors, confirmButton, field, formValues, h, replace, showErrors } from "../dom.js";
 import { createMap } from "../map.js";
-import { isoToWall, viewerZone, wallToIso, zones } from "../time.js";
+import { isoToWall, movedBy, viewerZone, wallToIso, zones } from "../time.js";
 
 // "Repeats" on a new event: the RRULE presets of API.md's subset, with a count.
 export const REPEATS = [["", "Does not repeat"], ["DAILY", "Daily"], ["WEEKLY", "Weekly"],
@@ -53,10 +53,33 @@ function repeatsFields() {
   return h("fieldset", {}, h("legend", {}, "Repeats (optional)"), repeats, count);
 }
 
-// Editing one occurrence changes that one only (API.md): say so.
+// Editing one occurrence changes that one only (API.md); the other button applies the
+// same edits to the whole series: say so.
 function seriesNote(event) {
   if (!event.series_id) return null;
-  return h("p", { class: "hint" }, "This is one occurrence of a series: changes here apply to it only.");
+  return h("p", { class: "hint" }, "This is one occurrence of a series: \u201cSave changes\u201d applies to it only, \u201cSave for the whole series\u201d makes the same changes to every occurrence that has not started.");
+}
+
+// The fields of `body` that differ from `before` (both eventBody values).
+export function changedFields(before, body) {
+  return Object.fromEntries(Object.entries(body)
+    .filter(([name, value]) => JSON.stringify(value) !== JSON.stringify(before[name])));
+}
+
+// PATCH /series/{id}'s body for the edits made to one occurrence (`changed`, from the
+// form's `values`): its `starts_at`/`ends_at` are the series' next occurrence's, so a
+// move of this one becomes the same wall-clock move of the next one, which every
+// occurrence then follows, and a new end keeps this one's new duration.
+async function seriesChanges(event, changed, values) {
+  if (!("starts_at" in changed) && !changed.ends_at) return changed;
+  const { next } = await api.get(`/series/${encodeURIComponent(event.series_id)}`);
+  if (!next || next.id === event.id) return changed;
+  const zone = values.timezone.trim() || "UTC";
+  const startsAt = movedBy(next.starts_at, isoToWall(event.starts_at, event.timezone), values.starts_at, event.timezone, zone);
+  const moved = { ...changed };
+  if ("starts_at" in changed) moved.starts_at = startsAt;
+  if (changed.ends_at) moved.ends_at = movedBy(startsAt, values.starts_at, values.ends_at, zone);
+  return moved;
 }
 
 export async function render(main, params) {
@@ -89,14 +112,29 @@ export async function render(main, params) {
       mapBox),
     field("organizer", "Organizer (optional)", { value: event?.organizer }),
     event ? seriesNote(event) : repeatsFields(),
-    h("div", { class: "actions" }, h("button", { type: "submit" }, event ? "Save changes" : "Create event")));
+    h("div", { class: "actions" }, h("button", { type: "submit" }, event ? "Save changes" : "Create event"),
+      event?.series_id ? [" ", h("button", { type: "submit", class: "secondary", value: "series" }, "Save for the whole series")] : null));
+  const before = eventBody(formValues(form));
 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     clearErrors(form);
-    const body = eventBody(formValues(form));
+    const values = formValues(form);
+    const body = eventBody(values);
+    const wholeSeries = e.submitter?.value === "series";
     await busy(form, async () => {
       try {
+        if (wholeSeries) {
+          const changed = changedFields(before, body);
+          if (!Object.keys(changed).length) {
+            flash("Nothing to save: change a field first.");
+            return;
+          }
+          await api.patch(`/series/${encodeURIComponent(event.series_id)}`, await seriesChanges(event, changed, values));
+          flash("Series saved: every occurrence that has not started has the changes.");
+          go(`/events/${encodeURIComponent(event.id)}`);
+          return;
+        }
         const saved = event
           ? await api.patch(`/events/${encodeURIComponent(event.id)}`, body)
           : await api.post("/events", body);
