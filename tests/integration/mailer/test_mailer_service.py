@@ -5,7 +5,9 @@ import uuid
 
 import pytest
 
-from bus.messages import queue_name
+from nameko.standalone.events import event_dispatcher
+
+from bus.messages import new_message, queue_name
 from services.mailer import smtp
 from services.mailer.service import MailerService
 from tests.integration.notifications.support import (
@@ -42,15 +44,20 @@ def outcomes(config, status, count=1, timeout=15):
     return found
 
 
-def reminder_due(config, send_key=None, email="ann@example.com"):
-    event = event_resource()
-    notification = {
+def reminder_of(event, email, status="scheduled"):
+    """A reminder resource (API.md) for ``event``."""
+    return {
         "id": uuid.uuid4().hex, "event_id": event["id"], "email": email,
         "subject": "Reminder: Jazz night", "message": "Bring earplugs",
-        "remind_at": event["created_at"], "before_minutes": None, "status": "scheduled",
+        "remind_at": event["created_at"], "before_minutes": None, "status": status,
         "created_at": event["created_at"], "updated_at": event["created_at"],
         "sent_at": None, "failure_reason": None,
     }
+
+
+def reminder_due(config, send_key=None, email="ann@example.com"):
+    event = event_resource()
+    notification = reminder_of(event, email)
     send_key = send_key or f"reminder:{notification['id']}:1"
     message = publish(config, "notifications", "reminder_due", "reminders", 1,
                       reminders=[{"send_key": send_key, "notification": notification,
@@ -86,6 +93,46 @@ def test_reminder_due_twice_is_mailed_once_with_a_calendar(mailer, config, inbox
     assert sent["notification_id"] == notification["id"]
     wait_until_idle(config, [mailer])
     assert len(inbox.received) == 1
+
+
+def cancellation_notice(config, email, user_id):
+    """An event_cancelled_notice as the notifications service publishes it; with
+    ``user_id`` None, as it did before notices named their user (no `user_id` at all)."""
+    event = event_resource(status="cancelled", version=2)
+    message = new_message("notifications", "event_cancelled_notice", event["id"], 2,
+                          send_key=f"cancel:{event['id']}:2:{user_id or 'before'}",
+                          email=email, user_id=user_id or "", event=event,
+                          notifications=[reminder_of(event, email, "cancelled")])
+    if user_id is None:
+        del message["data"]["user_id"]
+    event_dispatcher(config)("notifications", "event_cancelled_notice", message)
+    return message
+
+
+def test_a_cancellation_notice_from_before_it_named_its_user_is_mailed_without_a_stop_link(
+        mailer, config, inbox):
+    old = cancellation_notice(config, "ann@example.com", user_id=None)
+
+    [mail] = inbox.wait_for(1)
+    assert (mail["To"], mail["Subject"]) == ("ann@example.com", "Cancelled: Jazz night")
+    assert mail["List-Unsubscribe"] is None and mail["List-Unsubscribe-Post"] is None
+    for body in (mail.get_body(("plain",)), mail.get_body(("html",))):
+        text = body.get_content()
+        assert "The event you set reminders for has been cancelled." in text
+        assert "http://127.0.0.1:8000/#/account" in text  # stopped by hand there
+        assert "/links/" not in text
+    [sent] = outcomes(config, "sent")
+    assert sent["send_key"] == old["data"]["send_key"]
+
+    # nothing stuck or parked: the next notice, naming its user, has its one-click link
+    new = cancellation_notice(config, "bob@example.com", user_id=uuid.uuid4().hex)
+    mail = inbox.wait_for(1, to="bob@example.com")[0]
+    assert mail["List-Unsubscribe"].strip().startswith("<http://127.0.0.1:8000/links/")
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    [sent] = outcomes(config, "sent")
+    assert sent["send_key"] == new["data"]["send_key"]
+    wait_until_idle(config, [mailer])
+    assert len(inbox.messages(to="ann@example.com")) == 1
 
 
 def test_an_email_that_cannot_be_written_fails_at_once_with_the_reason(mailer, config, inbox):
