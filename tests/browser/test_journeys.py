@@ -204,9 +204,12 @@ def test_an_admin_renames_and_moves_a_whole_series_from_one_occurrences_editor(
     browser.wait_for_text("#main h1", "Edit:")
     browser.click_button("Save for the whole series")
     browser.wait_for_text("#flash", "Nothing to save")
-    browser.fill("title", f"{title} (upstairs)")
     starts = browser.control("starts_at").get_attribute("value")
     assert starts.endswith("T18:00")  # in the event's own zone
+    browser.set_value("starts_at", "")
+    browser.click_button("Save for the whole series")
+    browser.wait_until(lambda: browser.error_beside("starts_at"), message="starts_at error")
+    browser.fill("title", f"{title} (upstairs)")
     browser.set_value("starts_at", starts.replace("T18:00", "T19:30"))
     browser.click_button("Save for the whole series")
     browser.wait_for_text("#flash", "Series saved")

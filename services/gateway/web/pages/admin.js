@@ -61,7 +61,7 @@ function seriesNote(event) {
 }
 
 // The fields of `body` that differ from `before` (both eventBody values).
-export function changedFields(before, body) {
+function changedFields(before, body) {
   return Object.fromEntries(Object.entries(body)
     .filter(([name, value]) => JSON.stringify(value) !== JSON.stringify(before[name])));
 }
@@ -72,6 +72,7 @@ export function changedFields(before, body) {
 // occurrence then follows, and a new end keeps this one's new duration.
 async function seriesChanges(event, changed, values) {
   if (!("starts_at" in changed) && !changed.ends_at) return changed;
+  if (!changed.starts_at && "starts_at" in changed) return changed; // cleared: the server names it
   const { next } = await api.get(`/series/${encodeURIComponent(event.series_id)}`);
   if (!next || next.id === event.id) return changed;
   const zone = values.timezone.trim() || "UTC";
