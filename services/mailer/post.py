@@ -23,6 +23,8 @@ from . import handlers, smtp, storage
 
 log = logging.getLogger(__name__)
 REPORT_ITEMS = 200  # outcomes per delivery_report message
+REPORT_LINGER_SECONDS = 0.25
+OUTCOME_LINGER_SECONDS = 0.05
 
 
 class Post(DependencyProvider):
@@ -86,8 +88,14 @@ class Postman:
                 log.exception("no journal in %s", journals)
             self.recover()
         self._marks = storage.GroupWriter(self._write_marks, "hand-over marks")
-        self._outcomes = storage.GroupWriter(self._write_outcomes, "outcomes")
-        self._reports = storage.GroupWriter(self._publish, "delivery reports")
+        # nobody waits on an outcome but the message's acknowledgement (the journal
+        # has it at once), so outcomes wait a moment for more to share their write
+        self._outcomes = storage.GroupWriter(self._write_outcomes, "outcomes",
+                                             linger=OUTCOME_LINGER_SECONDS)
+        # a report is one update per kind of outcome in the notifications service:
+        # a few large ones cost its database far less than many small ones
+        self._reports = storage.GroupWriter(self._publish, "delivery reports",
+                                            linger=REPORT_LINGER_SECONDS)
 
     def drain(self):
         """Wait until every outcome so far is recorded and reported."""

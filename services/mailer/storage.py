@@ -112,12 +112,15 @@ class GroupWriter:
     ``submit(item)`` returns an Event that is sent ``write(items)``'s result for the
     item (``write`` returns one result per item, in order) or the exception it
     raised. One greenthread writes; every sending greenthread just waits for its
-    own answer, so N concurrent sends cost about one round trip, not N.
+    own answer, so N concurrent sends cost about one round trip, not N. ``linger``:
+    seconds to wait for more items before a write, for writes nobody waits on
+    (each write has a fixed cost in the database, whatever its size).
     """
 
-    def __init__(self, write, name):
+    def __init__(self, write, name, linger=0.0):
         self.write = write
         self.name = name
+        self.linger = linger
         self._queue = []
         self._ready = Event()
         self._thread = None
@@ -138,6 +141,9 @@ class GroupWriter:
                 self._ready.wait()
                 self._ready = Event()
                 continue
+            if self.linger:
+                self._writing = len(self._queue)  # drain() waits for the lingering ones too
+                eventlet.sleep(self.linger)
             batch, self._queue = self._queue, []
             self._writing = len(batch)
             try:
