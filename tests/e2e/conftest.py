@@ -29,7 +29,7 @@ import pytest
 import requests
 
 from tests.e2e.helpers import login
-from tests.support.queues import unacknowledged, wait_until_idle
+from tests.support.queues import in_flight
 from tools.system import PROJECT_ROOT, System, free_port
 
 # Extra settings for every service process, e.g. faster retries for tests.
@@ -132,18 +132,22 @@ class RunningSystem:
     # -- waiting until the services are done -------------------------------------
 
     def wait_until_idle(self, timeout=15.0):
-        """Wait until every service has handled what it was sent: no message ready in a
-        queue a service consumes or in a retry delay, for a few polls in a row (counted
-        over AMQP, which is current), and none delivered but unacknowledged (the
-        management API: the services' workers run in other processes). What they would
+        """Wait until every service has handled what it was sent: no message delivered
+        and unacknowledged, nor ready in a queue a service consumes or in a retry delay,
+        counted exactly (tests.support.queues.in_flight: the services' workers run in
+        other processes), in two counts in a row (a message passed on from one queue to
+        another between their reads in one count is seen in the next). What they would
         still send because of what they got is sent by then, so a test that expects no
         more mail or messages can check now, instead of watching for a fixed time."""
         config = {"AMQP_URI": self.amqp_uri}
         deadline = time.monotonic() + timeout
-        wait_until_idle(config, [], timeout=timeout)
-        while busy := {q: n for q, n in unacknowledged(config).items() if n}:
-            assert time.monotonic() < deadline, f"still handling after {timeout}s: {busy}"
-            time.sleep(0.1)
+        quiet = 0
+        while quiet < 2:
+            busy = in_flight(config)
+            quiet = 0 if busy else quiet + 1
+            if busy:
+                assert time.monotonic() < deadline, f"still handling after {timeout}s: {busy}"
+                time.sleep(0.1)
 
     # -- operator commands on this system ---------------------------------------
 
