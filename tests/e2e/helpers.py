@@ -1,9 +1,11 @@
 """Account helpers and the error-format check shared by the e2e test modules."""
 import uuid
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from services.gateway.http import MAX_REQUEST_LINE
 
 
 def new_account(suffix=None):
@@ -50,3 +52,17 @@ class ClientAt(requests.Session):
     def request(self, method, url, *args, **kwargs):
         kwargs.setdefault("timeout", 30)
         return super().request(method, urljoin(self.base_url, url.lstrip("/")), *args, **kwargs)
+
+
+def assert_hand_made_cursors_refused(http, path, cursors, headers=None):
+    """GET ``path`` with each of ``cursors`` (tests/unit/bus/test_cursors.py's, as bytes
+    on the wire: a lone surrogate as its UTF-8 form): a 400 or 422 naming `cursor`
+    with the JSON error body, never a 500 (issue 9). One past the request line's limit
+    is the HTTP layer's 414 (tests/integration/gateway/test_http_layer.py), left out."""
+    joiner = "&" if "?" in path else "?"
+    sent = [quote(c.encode("utf-8", "surrogatepass")) for c in cursors]
+    for cursor in [c for c in sent if len(c) < MAX_REQUEST_LINE - 200]:
+        response = http.get(f"{path}{joiner}cursor={cursor}", headers=headers)
+        assert response.status_code in (400, 422), (path, cursor[:60], response.text)
+        assert_error(response, response.status_code, response.json()["error"]["code"],
+                     ["cursor"])

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from tests.e2e.helpers import assert_error
+from tests.e2e.helpers import assert_error, assert_hand_made_cursors_refused
 from tests.e2e.reminders_support import (
     EVENT_STARTS_UTC,
     NOTIFICATION_FIELDS,
@@ -29,6 +29,7 @@ from tests.e2e.reminders_support import (
     wait_until,
     whole_seconds_from_now,
 )
+from tests.unit.bus.test_cursors import TIME_ID_HOSTILE
 
 # API.md: "At remind_at (within 2 s) one email goes to email". The measured delay
 # (sink arrival minus remind_at) is typically well under a second; this much more is
@@ -331,6 +332,11 @@ def test_paging_walks_through_everything_without_skips_or_repeats(http, alice, e
 def test_bad_list_parameters_are_a_422(http, alice, params, field):
     response = http.get("/notifications", params=params, headers=alice.headers)
     assert_error(response, 422, "validation_error", [field])
+
+
+def test_a_hand_made_cursor_is_answered_naming_it(http, alice):
+    """What the unit tests throw at the codec, at GET /notifications: never a 500 (issue 9)."""
+    assert_hand_made_cursors_refused(http, "/notifications", TIME_ID_HOSTILE, alice.headers)
 
 
 def test_the_limit_boundaries_are_accepted(http, alice):

@@ -11,6 +11,9 @@ import uuid
 import pytest
 import requests
 
+from tests.e2e.helpers import assert_hand_made_cursors_refused
+from tests.unit.bus.test_cursors import HOSTILE
+
 EARTH_RADIUS_KM = 6378.1  # the sphere MongoDB's $geoNear measures on
 PARIS = (48.8566, 2.3522)
 
@@ -183,3 +186,10 @@ def test_paging_through_everything_while_events_are_added(http, admin_headers, t
     assert_422(http.get("/events", params={"cursor": "not-ours"}), "cursor")
     for limit in ("0", "101", "x"):
         assert_422(http.get("/events", params={"limit": limit}), "limit")
+
+
+def test_a_hand_made_cursor_is_answered_naming_it(http):
+    """What the unit tests throw at the codec, at GET /events (the gateway's read model),
+    sorted by start and by distance: never a 500 (issue 9)."""
+    for path in ("/events", f"/events?near={PARIS[0]},{PARIS[1]}&sort=distance"):
+        assert_hand_made_cursors_refused(http, path, HOSTILE)

@@ -13,6 +13,7 @@ from bus.messages import iso
 from services.gateway.read_models import GONE, AccountsView, EventsView
 from services.search import queries
 from tests.support.search import PARIS, north_of, query
+from tests.unit.bus.test_cursors import HOSTILE
 
 BERLIN = {"lat": 52.52, "lng": 13.405}
 TOPICS = ["music", "tech", "food", "art", "sport"]
@@ -179,3 +180,13 @@ def test_an_account_snapshot_drops_accounts_deleted_while_nobody_listened():
     accounts.apply(kept)
     accounts.end_snapshot(epoch)
     assert accounts.get(deleted["id"]) == GONE and accounts.get(kept["id"]) == kept
+
+
+@pytest.mark.parametrize("cursor", HOSTILE)
+def test_a_hand_made_cursor_is_a_validation_error_on_cursor_as_in_the_search_service(cursor):
+    """GET /events answers from this view: a cursor made by hand is a 422, not a 500."""
+    view = loaded([event()])
+    for sort, extra in (("starts_at", {}), ("distance", {"near": PARIS})):
+        with pytest.raises(ValidationError) as error:
+            view.search(query(sort=sort, cursor=cursor, **extra))
+        assert list(error.value.details) == ["cursor"]
