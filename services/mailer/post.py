@@ -23,7 +23,7 @@ from . import handlers, smtp, storage
 
 log = logging.getLogger(__name__)
 REPORT_ITEMS = 200  # outcomes per delivery_report message
-REPORT_LINGER_SECONDS = 0.25
+REPORT_LINGER_SECONDS = 0.5
 OUTCOME_LINGER_SECONDS = 0.05
 
 

@@ -20,6 +20,7 @@ created, moved or snoozed here (``wake``).
 """
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,6 +57,7 @@ class Clock(DependencyProvider):
         self.next_due = None  # None: ask the database at the next tick
         self.next_sweep = None
         self.started = False  # the first tick hands over again what was in flight
+        self.claiming = False  # a claim is under way here
 
     def get_dependency(self, worker_ctx):
         return self
@@ -68,6 +70,14 @@ class Clock(DependencyProvider):
     def sweep_at(self, at):
         if self.next_sweep is None or at < self.next_sweep:
             self.next_sweep = at
+
+    def after_claims(self, limit):
+        """Wait, up to ``limit`` seconds, until no claim is under way here. For work
+        that can wait (recording outcomes): the reminders still due cannot, and both
+        queue for one database."""
+        deadline = time.monotonic() + limit
+        while self.claiming and time.monotonic() < deadline:
+            eventlet.sleep(0.02)
 
     def claim_needed(self, now):
         return self.next_due is None or now >= self.next_due
@@ -87,7 +97,11 @@ def tick(db, clock, now, publish, withdraw, relay, settings):
         clock.started, clock.next_sweep = True, now
     if clock.claim_needed(now):
         clock.next_due = now + timedelta(seconds=settings.horizon)  # unless we learn better
-        upcoming = claim_due(db, now, publish, withdraw, relay, settings)
+        clock.claiming = True
+        try:
+            upcoming = claim_due(db, now, publish, withdraw, relay, settings)
+        finally:
+            clock.claiming = False
         if upcoming is not None:
             clock.wake(upcoming)
     if clock.sweep_needed(now):

@@ -148,6 +148,9 @@ class NotificationsService:
 
     @subscribe("mailer", "delivery_report")
     def on_delivery_report(self, message):
+        # a burst's claims first: its mails are out already, the reminders still due
+        # are not
+        self.clock.after_claims(limit=1.5)
         retry_at = handlers.on_delivery_report(self.db, message["data"]["outcomes"], utc_now())
         if retry_at is not None:
             self.clock.sweep_at(retry_at)

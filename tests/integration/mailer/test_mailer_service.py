@@ -35,13 +35,14 @@ def mailer(container_factory, config):
 
 def outcomes(config, status, count=1, timeout=15):
     """The next ``count`` outcomes with ``status`` the mailer reported, from the
-    notifications service's queue of delivery reports."""
+    notifications service's queue of delivery reports (one report may carry several:
+    the mailer groups what is recorded within REPORT_LINGER_SECONDS)."""
     found, deadline = [], time.monotonic() + timeout
     queue = queue_name("mailer", "delivery_report", "notifications")
     while len(found) < count and time.monotonic() < deadline:
         for message in take(config, queue, 1, timeout=max(0.1, deadline - time.monotonic())):
             found += [o for o in message["data"]["outcomes"] if o["status"] == status]
-    return found
+    return found[:count]
 
 
 def reminder_of(event, email, status="scheduled"):
