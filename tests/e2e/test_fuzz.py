@@ -5,8 +5,8 @@ examples per operation. Any 5xx, an undocumented status, content type or respons
 shape is a failure.
 
 The operations that create accounts or check passwords cost an argon2 hash each in
-the users service (~0.1 s idle, seconds on a loaded 2-core machine), so they get
-fewer examples.
+the users service (~0.1 s idle, seconds on a loaded 2-core machine), which is why
+every operation gets only a few examples (EXAMPLES).
 """
 import pytest
 import schemathesis
