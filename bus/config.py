@@ -25,6 +25,11 @@ def setting(config, key, default=None):
     return default if value in (None, "") else value
 
 
+def flag(config, key, default):
+    """A true/false setting: "false", "0" and "no" (any case) are false."""
+    return str(setting(config, key, default)).lower() not in ("false", "0", "no")
+
+
 def public_url(config):
     """The base of every link in emails and feeds (API.md: ``PUBLIC_URL``, by default
     ``http://<WEB_SERVER_ADDRESS>``), without a trailing slash."""

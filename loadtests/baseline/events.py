@@ -15,7 +15,7 @@ DATABASE = "baseline"
 def collection(uri=None):
     """The events collection (each gunicorn worker opens its own client, after the fork)."""
     client = MongoClient(uri or os.environ.get("BASELINE_MONGO_URI", "mongodb://127.0.0.1:27017/"),
-                         tz_aware=True)
+                         tz_aware=True, retryWrites=False)  # as EventPost (bus/mongo.py)
     return client[DATABASE]["events"]
 
 
