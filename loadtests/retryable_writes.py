@@ -49,8 +49,9 @@ def main(argv=None):
                        for flag in (False, True)}
         finally:
             server.stop()
-    print(f"\n| writes so far | {' | '.join(f'{(i + 1) * args.block:,}' for i in range(len(results[True])))} |")
-    print(f"|---|{'---|' * len(results[True])}")
+    blocks = [f"{(i + 1) * args.block:,}" for i in range(len(results[True]))]
+    print(f"\n| writes so far | {' | '.join(blocks)} |")
+    print(f"|---|{'---|' * len(blocks)}")
     for flag, means in results.items():
         print(f"| ms per upsert, retryWrites={flag} | {' | '.join(f'{m:.2f}' for m in means)} |")
 
