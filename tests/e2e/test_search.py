@@ -193,3 +193,17 @@ def test_a_hand_made_cursor_is_answered_naming_it(http):
     sorted by start and by distance: never a 500 (issue 9)."""
     for path in ("/events", f"/events?near={PARIS[0]},{PARIS[1]}&sort=distance"):
         assert_hand_made_cursors_refused(http, path, HOSTILE)
+
+
+def test_an_event_in_year_9000_and_the_last_day_of_the_calendar_are_answered(
+        http, admin_headers, tag):
+    near = add(http, admin_headers, tag, "Next spring", "2032-05-01T19:00:00Z")
+    far = add(http, admin_headers, tag, "Far future", "9000-01-01T19:00:00Z")
+    projected(http, tag, 2)
+    to_the_end = {"topic": tag, "to": "9999-12-30T00:00:00Z"}
+    assert titles(search(http, **to_the_end)) == ["Next spring", "Far future"]
+    assert titles(search(http, topic=tag, near=f"{PARIS[0]},{PARIS[1]}", radius_km=50,
+                         **{"from": "8999-12-31T00:00:00Z"})) == ["Far future"]
+    assert http.delete(f"/events/{far['id']}", headers=admin_headers).status_code == 204
+    eventually(lambda: titles(search(http, **to_the_end)) == ["Next spring"])
+    assert [e["id"] for e in search(http, topic=tag)["items"]] == [near["id"]]
