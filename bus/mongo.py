@@ -12,9 +12,9 @@ It costs ~0.4 ms per write round trip. ``MONGO_JOURNAL=false`` turns it off.
 
 Retryable writes are off (``MONGO_RETRY_WRITES``): SecantusDB (0.7) keeps a record of
 each one for 30 minutes, at most 10,000, and every write scans them all and, past the
-cap, sorts them, so a write costs more the more writes came before it (measured, one
-client, upserts: 3.7 ms for the first 2,000, 27 ms past 12,000; without: 3 ms
-throughout). Nothing here relies on them: a record does not survive a server restart,
+cap, sorts them, so a write costs more the more writes came before it
+(``python -m loadtests.retryable_writes``, one client's upserts: 3.2 ms for the first
+2,000, 25-26 ms past 12,000; without: 2.8-3.2 ms throughout). Nothing here relies on them: a record does not survive a server restart,
 and every write that can fail is retried by its caller and safe to repeat (versioned
 upserts, inserts keyed by their id, conditional updates).
 """
