@@ -54,6 +54,7 @@ import requests  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from pymongo import MongoClient, UpdateOne  # noqa: E402
 
+from loadtests.procstat import cpu_seconds  # noqa: E402
 from tests.support.smtp_faults import SmtpFaults  # noqa: E402
 from tools.system import Child, System, free_port, live_group_members  # noqa: E402
 
@@ -359,15 +360,6 @@ def report(stack, due, first_due, ops=None):
     return result
 
 
-def cpu_seconds(pid):
-    """User + system CPU seconds of a process and its live children so far (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_usage(stack):
     """{process: CPU seconds} for the database, the services and the SMTP server."""
     usage = {}
@@ -455,7 +447,7 @@ def idle_run(args, work, seconds=30):
         if name is None:
             continue
         seen = [line.split() for line in log.read_text().splitlines()]
-        inside = [command for at, command in seen if started <= float(at) < ended]
+        inside = [command for at, command, *_ in seen if started <= float(at) < ended]
         rates[name] = len(inside) / (ended - started)
         commands[name] = dict(Counter(inside))
     for name in sorted(names.values()):

@@ -5,8 +5,8 @@ processes it starts, with QUERY_COUNT_DIR set: Python imports ``sitecustomize`` 
 start-up, and it registers a pymongo CommandListener as soon as the process itself
 imports pymongo (not earlier: pymongo must come after eventlet's monkey-patching),
 so before any client exists. Each command that reaches the server appends
-``<unix time> <command>`` to ``<QUERY_COUNT_DIR>/<pid>.log``. Nothing in services/
-knows about it.
+``<unix time> <command> <database>.<collection>`` to ``<QUERY_COUNT_DIR>/<pid>.log``.
+Nothing in services/ knows about it.
 """
 import os
 import sys
@@ -23,8 +23,11 @@ if os.environ.get("QUERY_COUNT_DIR"):
             path = os.path.join(os.environ["QUERY_COUNT_DIR"], f"{os.getpid()}.log")
 
             def started(self, event):
+                target = event.command.get(event.command_name)
+                target = target if isinstance(target, str) else "-"  # a collection, mostly
                 with open(self.path, "a") as log:
-                    log.write(f"{time.time():.3f} {event.command_name}\n")
+                    log.write(f"{time.time():.3f} {event.command_name} "
+                              f"{event.database_name}.{target}\n")
 
             def succeeded(self, event):
                 pass
