@@ -15,6 +15,7 @@ from kombu import Exchange, Queue
 from kombu.common import maybe_declare
 from kombu.exceptions import OperationalError as KombuOperationalError
 from nameko.amqp.publish import Publisher, get_connection
+from nameko.constants import NON_PERSISTENT
 from nameko.events import EventHandler
 from nameko.messaging import QueueConsumer
 from nameko.rpc import Responder
@@ -66,6 +67,33 @@ def _reply_tolerant(send_response):
 
 if not hasattr(Responder.send_response, "__wrapped__"):
     Responder.send_response = _reply_tolerant(Responder.send_response)
+
+
+class ReplyPublisher(Publisher):
+    """RPC replies go without a broker confirm and are not persisted (nameko waits
+    for a confirm on each by default: a broker round trip per call). A reply goes to
+    the caller's own non-durable queue, so a broker crash loses it whatever its
+    delivery mode, and the caller's timeout covers that either way (the gateway
+    answers 503; a command's event is in the outbox, confirmed, and an
+    Idempotency-Key makes the retry safe).
+
+    Replies have a connection pool of their own (kombu pools by connection options,
+    so a connection name is enough). Nameko writes ``confirm_publish`` into the
+    options dict on every publish, and the class's is shared with every confirmed
+    publisher of the process (the outbox's). And a channel shared with RPC requests
+    (mandatory) would lose a reply: a publish first reads what the broker sent on
+    its channel, and a request's return there raises before the reply goes out."""
+
+    use_confirms = False
+    delivery_mode = NON_PERSISTENT
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.transport_options = {**Publisher.transport_options,
+                                  "client_properties": {"connection_name": "rpc replies"}}
+
+
+Responder.publisher_cls = ReplyPublisher
 
 ATTEMPTS_HEADER = "x-eventpost-attempts"
 ERROR_HEADER = "x-eventpost-error"
