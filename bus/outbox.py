@@ -56,12 +56,17 @@ class Outbox(EventDispatcher):
     ``self.outbox("users", user_id)`` hands that document to the relay and returns at
     once: the command answers without waiting for the broker. The relay (one
     greenthread per process) publishes what it was handed in batches: one read of up
-    to ``BATCH`` documents, their messages each confirmed by the broker, one write
-    that pulls them all. The sweeper, in the same greenthread, picks up what a crashed
-    or slow writer left behind. On stop, what was handed over is published first.
+    to ``BATCH`` documents, their messages each confirmed by the broker, and one write
+    that pulls what went out, made up to ``PULL_DELAY`` later so that the messages of
+    the commands meanwhile are pulled in the same write (a message out but not pulled
+    yet is not published again; only a crash in between leaves it to the sweeper,
+    which publishes it a second time: consumers are idempotent). The sweeper, in the
+    same greenthread, picks up what a crashed or slow writer left behind. On stop,
+    what was handed over is published and pulled first.
     """
 
     BATCH = 200
+    PULL_DELAY = 0.1  # seconds; far below the sweeper's grace, which must not see them
 
     def __init__(self, collections, sweep_every=1.0, grace_seconds=2.0, **kwargs):
         self.collections = list(collections)
@@ -76,6 +81,9 @@ class Outbox(EventDispatcher):
             for queue in consumer_queues(self.container.service_name, self.container.config):
                 maybe_declare(queue, connection.channel())
         self._handed = {collection: {} for collection in self.collections}  # id -> headers
+        # id -> event ids published, not pulled yet; and when they are to be pulled
+        self._published = {collection: {} for collection in self.collections}
+        self._pull_at = None
         self._wake = eventlet.event.Event()
 
     def start(self):
@@ -94,6 +102,7 @@ class Outbox(EventDispatcher):
             self._relay_thread = None
             try:
                 self.relay_handed()  # what the last commands stored goes out before we do
+                self.pull_published()
             except Exception:  # the sweeper of this or another instance will
                 log.exception("outbox: publishing on stop failed; left to the sweeper")
 
@@ -120,37 +129,55 @@ class Outbox(EventDispatcher):
                 for document_id in batch:
                     del handed[document_id]
                 try:
-                    self.relay(collection, {"_id": {"$in": list(batch)}}, batch)
+                    self.relay(collection, {"_id": {"$in": list(batch)}}, batch,
+                               pull_now=False)
                 except Exception:
                     # The change is stored with its messages and the sweeper publishes
                     # them later: the command that stored them is done either way.
                     log.exception("publishing %d %s left to the sweeper", len(batch), collection)
 
-    def relay(self, collection, query, headers=None):
+    def relay(self, collection, query, headers=None, pull_now=True):
         """Publish the pending messages of the documents matching ``query``, each
-        document's in order, then pull them all in one write. ``headers``:
-        {document id: AMQP headers} (the call that stored them, for tracing)."""
-        db = self.mongo.database
-        documents = list(db[collection].find({**query, f"{PENDING}.0": {"$exists": True}},
-                                             {PENDING: 1}).limit(self.BATCH))
-        published = []
+        document's in order (but those out already, waiting to be pulled), then pull
+        what went out: now, in one write, or (``pull_now=False``) with the next
+        ``pull_published``, within ``PULL_DELAY``. ``headers``: {document id: AMQP
+        headers} (the call that stored them, for tracing)."""
+        documents = list(self.mongo.database[collection].find(
+            {**query, f"{PENDING}.0": {"$exists": True}}, {PENDING: 1}).limit(self.BATCH))
+        published = self._published[collection]
         try:
             for document in documents:
-                sent = []
-                published.append((document["_id"], sent))
+                out = published.setdefault(document["_id"], [])
                 for message in document[PENDING]:
+                    if message["event_id"] in out:
+                        continue
                     self.publisher.publish(
                         message, exchange=self.exchange, routing_key=message["event_type"],
                         extra_headers=(headers or {}).get(document["_id"], {}),
                     )
-                    sent.append(message["event_id"])
+                    out.append(message["event_id"])
         finally:  # pull what went out, even if a later publish failed
-            pulls = [UpdateOne({"_id": document_id},
-                               {"$pull": {PENDING: {"event_id": {"$in": sent}}}})
-                     for document_id, sent in published if sent]
-            if pulls:
-                db[collection].bulk_write(pulls, ordered=False)
+            if pull_now or len(published) >= self.BATCH:
+                self.pull_published(collection)
+            elif self._pull_at is None:
+                self._pull_at = time.monotonic() + self.PULL_DELAY
         return len(documents)
+
+    def pull_published(self, *collections):
+        """Pull from their documents the messages published so far (of every
+        collection, or of those named), one write per collection. If the write fails,
+        the sweeper publishes them again later."""
+        for collection in collections or self.collections:
+            published = {document_id: sent for document_id, sent
+                         in self._published[collection].items() if sent}
+            self._published[collection] = {}
+            if published:
+                self.mongo.database[collection].bulk_write(
+                    [UpdateOne({"_id": document_id},
+                               {"$pull": {PENDING: {"event_id": {"$in": sent}}}})
+                     for document_id, sent in published.items()], ordered=False)
+        if not collections or not any(self._published.values()):
+            self._pull_at = None
 
     def sweep(self):
         """Publish what a crashed or slow writer left behind."""
@@ -165,12 +192,15 @@ class Outbox(EventDispatcher):
         while True:
             try:
                 self.relay_handed()
+                if self._pull_at is not None and time.monotonic() >= self._pull_at:
+                    self.pull_published()
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.sweep_every
                     self.sweep()
             except Exception:  # keep relaying: a broker or database blip must not end it
                 log.exception("outbox relay failed")
             if not any(self._handed.values()):
+                wake_at = min(next_sweep, self._pull_at or next_sweep)
                 self._wake = eventlet.event.Event()
-                with eventlet.Timeout(max(0.0, next_sweep - time.monotonic()), False):
+                with eventlet.Timeout(max(0.0, wake_at - time.monotonic()), False):
                     self._wake.wait()

@@ -79,6 +79,17 @@ def test_each_documents_messages_go_out_in_order_and_are_pulled(writer, service_
     assert received(service_config, 1, timeout=0) == []  # once each
 
 
+def test_a_document_changed_again_before_its_pull_sends_each_message_once(writer,
+                                                                          service_config):
+    proxy, db = writer
+    # the second command comes within the relay's PULL_DELAY: the first message is out
+    # and still in the document when the relay reads it again
+    ids = [*proxy.store(["u1"]), *proxy.store(["u1"]), *proxy.store(["u1"])]
+    assert received(service_config, 3) == ids
+    assert wait_for(lambda: outbox_of(db, "u1") == [])
+    assert received(service_config, 1, timeout=1) == []  # none twice
+
+
 def test_many_documents_go_out_in_batches_and_leave_the_outbox_empty(writer, service_config):
     proxy, db = writer
     users = [f"u{n}" for n in range(Outbox.BATCH + 1)]  # more than one batch
