@@ -127,6 +127,10 @@ def on_event_message(db, message, now, relay, withdraw):
     deleted = message["event_type"] == "event_deleted"
     copy = event_copy(event, message["version"], deleted, message["data"].get("series_change"))
     stored = storage.store_event(db, copy, replace_equal=deleted)
+    if stored and message["event_type"] == "event_created":
+        # The first copy of a new event: no reminder can be on it yet, because creating
+        # one stores the copy first (known_event), and then this one is not newer.
+        return 0
     # stored: the copy is what the database holds now (every field is set), no need to
     # read it back; else a newer one is there, and reconciling with it is harmless
     return reconcile(db, event["id"], now, relay, withdraw, copy if stored else None)
