@@ -13,8 +13,7 @@ API write: the CPU milliseconds of each process (SecantusDB, every service; from
 too), the database commands of each service by command and collection, and the
 latency of each kind of request. One client keeps the figures about cost, not about
 queueing; run it on a quiet machine and compare commits side by side. What the
-processes spend idle in that window (timers, sweepers: about 0.5 ms a write in all)
-is counted too.
+processes spend idle in that window (timers, sweepers) is counted too.
 """
 import argparse
 import os
