@@ -54,7 +54,7 @@ import requests  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from pymongo import MongoClient, UpdateOne  # noqa: E402
 
-from loadtests.procstat import cpu_seconds  # noqa: E402
+from loadtests.procstat import commands_sent, counting_env, cpu_seconds  # noqa: E402
 from tests.support.smtp_faults import SmtpFaults  # noqa: E402
 from tools.system import Child, System, free_port, live_group_members  # noqa: E402
 
@@ -421,19 +421,14 @@ def profile(stack, directory, run, seconds):
             for name, pid in targets]
 
 
-COUNTER = Path(__file__).with_name("query_counter")  # its sitecustomize counts commands
-
-
 def idle_run(args, work, seconds=30):
     """Database commands per second of each service process when nothing is due (a
     few reminders next week, so the scheduler has something to look forward to),
     counted inside each process by a pymongo CommandListener (query_counter/)."""
     counts = work / "idle-counts"
     counts.mkdir(parents=True, exist_ok=True)
-    path = os.pathsep.join(filter(None, [str(COUNTER), os.environ.get("PYTHONPATH")]))
     with Vhost(args.management) as vhost, \
-            Stack(work / "idle", vhost.uri,
-                  env={"PYTHONPATH": path, "QUERY_COUNT_DIR": str(counts)}) as stack:
+            Stack(work / "idle", vhost.uri, env=counting_env(counts)) as stack:
         event = make_event(stack)
         schedule(stack, event, 5, 0, lead=7 * 24 * 3600)
         time.sleep(10)  # settle: every timer and sweeper has run once
@@ -442,14 +437,15 @@ def idle_run(args, work, seconds=30):
         ended = time.time()
         names = {c.process.pid: c.name for c in stack.system.children if not c.infrastructure}
     rates, commands = {}, {}
-    for log in counts.glob("*.log"):
-        name = names.get(int(log.stem))
+    for pid, sent in commands_sent(counts, started, ended).items():
+        name = names.get(pid)
         if name is None:
             continue
-        seen = [line.split() for line in log.read_text().splitlines()]
-        inside = [command for at, command, *_ in seen if started <= float(at) < ended]
-        rates[name] = len(inside) / (ended - started)
-        commands[name] = dict(Counter(inside))
+        rates[name] = sum(sent.values()) / (ended - started)
+        by_command = Counter()
+        for (command, _), count in sent.items():
+            by_command[command] += count
+        commands[name] = dict(by_command)
     for name in sorted(names.values()):
         print(f"  idle: {name}: {rates.get(name, 0.0):.2f} database commands/s "
               f"{commands.get(name, {})}", flush=True)

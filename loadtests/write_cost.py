@@ -21,29 +21,24 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import requests
 
+from bus.messages import iso
 from loadtests.bench.targets import EventPost
-from loadtests.procstat import cpu_seconds
+from loadtests.procstat import commands_sent, counting_env, cpu_seconds
 
-COUNTER = Path(__file__).with_name("query_counter")  # its sitecustomize counts commands
 SETTLE_SECONDS = 3.0  # after the last write: the consumers finish what it caused
 
 
 def body(index):
     starts = datetime.now(timezone.utc) + timedelta(days=400, minutes=index)
     return {"title": f"Write cost {index}", "description": "loadtests/write_cost.py",
-            "topics": ["music"], "starts_at": _iso(starts),
-            "ends_at": _iso(starts + timedelta(hours=2)), "timezone": "UTC",
+            "topics": ["music"], "starts_at": iso(starts),
+            "ends_at": iso(starts + timedelta(hours=2)), "timezone": "UTC",
             "place": {"name": "Hall", "address": None, "lat": 40.4168, "lng": -3.7038}}
-
-
-def _iso(moment):
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cpu_by_process(eventpost):
@@ -72,22 +67,6 @@ def write_cycles(base_url, headers, cycles):
     return latency
 
 
-def commands_between(counts, names, started, ended):
-    """{process name: Counter of "command database.collection"} within the window."""
-    found = {}
-    for log in Path(counts).glob("*.log"):
-        name = names.get(int(log.stem))
-        if name is None:
-            continue
-        seen = Counter()
-        for line in log.read_text().splitlines():
-            at, command, *target = line.split()
-            if started <= float(at) < ended:
-                seen[" ".join([command, *target])] += 1
-        found[name] = seen
-    return found
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m loadtests.write_cost",
                                      description=__doc__.split("\n\n")[0])
@@ -97,10 +76,7 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="eventpost-write-cost-"))
     counts = work / "counts"
     counts.mkdir()
-    # the children inherit these: every service process loads query_counter/
-    os.environ["QUERY_COUNT_DIR"] = str(counts)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(COUNTER), os.environ.get("PYTHONPATH")]))
+    os.environ.update(counting_env(counts))  # the service processes inherit it
     eventpost = EventPost(work / "eventpost")
     try:
         eventpost.start()
@@ -115,8 +91,9 @@ def main(argv=None):
         after, ended = cpu_by_process(eventpost), time.time()
     finally:
         eventpost.stop()
-    report(args, writes, before, after, ended - started, latency,
-           commands_between(counts, names, started, ended))
+    commands = {names[pid]: sent
+                for pid, sent in commands_sent(counts, started, ended).items() if pid in names}
+    report(args, writes, before, after, ended - started, latency, commands)
 
 
 def report(args, writes, before, after, seconds, latency, commands):
@@ -128,7 +105,7 @@ def report(args, writes, before, after, seconds, latency, commands):
     for name in sorted(before, key=lambda n: before[n] - after[n]):
         cpu = 1000 * (after[name] - before[name]) / writes
         total_cpu += cpu
-        if name not in commands:  # the database itself, the mail sink
+        if name not in commands:  # sent none: the database itself, the mail sink, the gateway
             print(f"| {name} | {cpu:.2f} | — |")
             continue
         count = sum(commands[name].values()) / writes
@@ -138,9 +115,9 @@ def report(args, writes, before, after, seconds, latency, commands):
     print("| process | command collection | per write |")
     print("|---|---|---|")
     for name in sorted(commands):
-        for command, count in commands[name].most_common():
+        for (command, collection), count in commands[name].most_common():
             if count / writes >= 0.01:
-                print(f"| {name} | {command} | {count / writes:.2f} |")
+                print(f"| {name} | {command} {collection} | {count / writes:.2f} |")
     print("\n| request | p50 | p90 |")
     print("|---|---|---|")
     for kind, seconds_each in latency.items():

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from bus.config import PROJECT_ROOT
-from loadtests.reminders import COUNTER
+from loadtests.procstat import COUNTER
 
 pytestmark = pytest.mark.integration
 
