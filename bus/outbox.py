@@ -176,7 +176,7 @@ class Outbox(EventDispatcher):
                     [UpdateOne({"_id": document_id},
                                {"$pull": {PENDING: {"event_id": {"$in": sent}}}})
                      for document_id, sent in published.items()], ordered=False)
-        if not collections or not any(self._published.values()):
+        if not any(self._published.values()):
             self._pull_at = None
 
     def sweep(self):

@@ -79,18 +79,16 @@ class ReplyPublisher(Publisher):
 
     Replies have a connection pool of their own (kombu pools by connection options,
     so a connection name is enough). Nameko writes ``confirm_publish`` into the
-    options dict on every publish, and the class's is shared with every confirmed
-    publisher of the process (the outbox's). And a channel shared with RPC requests
-    (mandatory) would lose a reply: a publish first reads what the broker sent on
-    its channel, and a request's return there raises before the reply goes out."""
+    options dict on every publish, and ``Publisher``'s is shared with every confirmed
+    publisher of the process (the outbox's); this one only replies share. And a
+    channel shared with RPC requests (mandatory) would lose a reply: a publish first
+    reads what the broker sent on its channel, and a request's return there raises
+    before the reply goes out."""
 
     use_confirms = False
     delivery_mode = NON_PERSISTENT
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.transport_options = {**Publisher.transport_options,
-                                  "client_properties": {"connection_name": "rpc replies"}}
+    transport_options = {**Publisher.transport_options,
+                         "client_properties": {"connection_name": "rpc replies"}}
 
 
 Responder.publisher_cls = ReplyPublisher
