@@ -140,15 +140,20 @@ def _claim_all(db, now, publish, withdraw, relay, settings, clock, publishing):
                 "$set": {"status": "failed", "failure_reason": "missed", "updated_at": now},
                 "$inc": {"rev": 1}})
         ids = [r["_id"] for r in due if r["remind_at"] >= cutoff]
-        # A different order per instance: instances mostly claim different chunks
-        # instead of racing for the same ones.
-        random.shuffle(ids)
-        for chunk in storage.chunks(ids, settings.batch):
+        # Each instance starts at a chunk of its own and walks on from there, so
+        # instances claim different chunks; once one finds part of a chunk taken, it
+        # has met another's and reads again what is left, rather than sending the
+        # rest of its list in ever smaller messages.
+        chunks = storage.chunks(ids, settings.batch)
+        start = random.randrange(len(chunks))
+        for chunk in chunks[start:] + chunks[:start]:
             at = clock()
-            take_and_hand_over(
+            claimed = take_and_hand_over(
                 db, chunk, {"status": "scheduled", "remind_at": {"$lte": now}},
                 {"$set": {"status": "sending", "claimed_at": at, "delivery_attempts": 1}},
                 at, publish, withdraw, relay, settings, publishing.spawn)
+            if claimed < len(chunk):
+                break
         now = clock()
 
 
