@@ -213,15 +213,24 @@ def rebuild_search(c, status=False):
     from nameko.standalone.rpc import ClusterRpcProxy
 
     config = _config()
-    with ClusterRpcProxy(config, timeout=30) as rpc:
-        if status:
+    if status:
+        with ClusterRpcProxy(config, timeout=30) as rpc:
             print(json.dumps(rpc.search.rebuild_status(), indent=2))
-            return
+        return
+    rebuild_search_of(config)
+
+
+def rebuild_search_of(config, label="rebuild"):
+    """Run search.rebuild on the system ``config`` joins and show its progress; returns
+    how many events it copied. Also the bench's, for events seeded without messages."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy(config, timeout=30) as rpc:
         asked_at = _iso(datetime.now(timezone.utc) - timedelta(seconds=1))
         reply = rpc.search.rebuild.call_async()
         # Progress comes from a second client: one proxy waits on one reply at a time.
         with ClusterRpcProxy(config, timeout=30) as poll:
-            progress = Progress(poll.events.count(), "rebuild")
+            progress = Progress(poll.events.count(), label)
             while True:
                 time.sleep(0.5)
                 state = poll.search.rebuild_status()
@@ -231,6 +240,7 @@ def rebuild_search(c, status=False):
                     break
         result = reply.result()
     progress.done(result["events"])
+    return result["events"]
 
 
 @task(help={"url": "gateway base URL (default http://$WEB_SERVER_ADDRESS)",

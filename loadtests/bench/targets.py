@@ -78,6 +78,20 @@ class Vhost:
         queues = [q for q in response.json() if contains in q["name"] and q.get("consumers")]
         return max(q.get("messages", 0) for q in queues) if queues else None
 
+    def close_connections(self, connection_name):
+        """Have the broker close this vhost's connections named ``connection_name`` (as
+        a broker restart would); returns how many."""
+        response = requests.get(f"{MANAGEMENT}/api/vhosts/{self.name}/connections",
+                                auth=AUTH, timeout=10)
+        response.raise_for_status()
+        names = [c["name"] for c in response.json()
+                 if c.get("client_properties", {}).get("connection_name") == connection_name]
+        for name in names:
+            requests.delete(f"{MANAGEMENT}/api/connections/{quote(name, safe='')}", auth=AUTH,
+                            timeout=10, headers={"X-Reason": "bench: read a fresh snapshot"}
+                            ).raise_for_status()
+        return len(names)
+
     def delete(self):
         if self.created:
             try:
@@ -170,11 +184,17 @@ class EventPost:
         response.raise_for_status()
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
-    def seed(self, bodies, window, wait_consumers=True):
+    def seed(self, bodies, window, wait_consumers=True, announce=True):
         """Write ``bodies`` with their event_created messages into the events database,
         then wait until the gateway serves all ``len(self.event_ids)`` seeded events in
         ``window`` (the from/to that holds every seeded start). ``wait_consumers=False``:
-        without first waiting for every other consumer (search, notifications) too."""
+        without first waiting for every other consumer (search, notifications) too.
+
+        ``announce=False``: the documents go in without messages, as ``invoke seed
+        --bulk --rebuild`` writes them (the outbox publishes a few dozen a second once
+        the collection is large: an hour for 100,000); then search is rebuilt and every
+        gateway catches up as after a broker reconnect, by having RabbitMQ close its
+        read models' connection. Notifications and alerts never hear of these events."""
         from bus.mongo import connect
         from services.events.handlers import new_event
 
@@ -192,17 +212,31 @@ class EventPost:
                 for body in bodies[start:start + BULK_BATCH]:
                     document, message = new_event(body)
                     message["occurred_at"] = occurred
-                    batch.append({**document, "pending_events": [message]})
+                    batch.append({**document, "pending_events": [message] if announce else []})
                     self.event_ids.append(document["_id"])
                 db.events.insert_many(batch, ordered=False)
                 progress.show(start + len(batch))
             progress.done(len(bodies))
-            self._wait_published(db, len(bodies))
+            if announce:
+                self._wait_published(db, len(bodies))
         finally:
             client.close()
-        if wait_consumers:
+        if not announce:
+            self._rebuild_read_models()
+        elif wait_consumers:
             self._wait_consumed(len(bodies))
         self._wait_served(window, len(self.event_ids))
+
+    def _rebuild_read_models(self):
+        import bus.config
+        from services.gateway.feed import CONNECTION_NAME
+        from tools.tasks_events import rebuild_search_of
+
+        rebuild_search_of(bus.config.load(AMQP_URI=self.vhost.amqp_uri),
+                          label="EventPost: search rebuilt")
+        closed = self.vhost.close_connections(CONNECTION_NAME)
+        say(f"EventPost: closed {closed} gateway read-model connection(s); each reconnects "
+            "and reads a snapshot")
 
     def _wait_published(self, db, total):
         progress = Progress(total, "EventPost: published by the outbox")
