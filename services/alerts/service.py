@@ -10,6 +10,7 @@ from nameko.timer import timer
 
 from bus.config import setting
 from bus.consul import ConsulRegistration
+from bus.heap import SettledHeap
 from bus.logs import CallContext
 from bus.messages import utc_now
 from bus.mongo import Mongo, database_health
@@ -38,6 +39,7 @@ class AlertsService:
     outbox = Outbox([storage.MAILS])
     index = Index()
     context = CallContext()
+    heap = SettledHeap()
     consul = ConsulRegistration()
     config = Config()
 

@@ -7,6 +7,7 @@ from nameko.rpc import rpc
 
 import bus.reliable  # noqa: F401  nameko 2.14 fixes: a broker restart must not end the service
 from bus.consul import ConsulRegistration
+from bus.heap import SettledHeap
 from bus.logs import CallContext
 from bus.mongo import Mongo, database_health
 from bus.outbox import Outbox
@@ -20,6 +21,7 @@ class EventsService:
     health = database_health
     outbox = Outbox([storage.COLLECTION])
     context = CallContext()
+    heap = SettledHeap()
     consul = ConsulRegistration()
 
     @rpc

@@ -25,6 +25,7 @@ from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from bus import heap
 from bus.config import setting
 from bus.messages import BROADCASTS
 from services.gateway.read_models import AccountsView, EventsView
@@ -181,6 +182,7 @@ class ReadModels(DependencyProvider):
                 view.end_snapshot(epoch)
                 log.info("read models: %s caught up, %d read, %d held",
                          type(view).__name__, count, len(view))
+        heap.settle()  # what the snapshot holds lives until it changes (bus/heap.py)
 
     def _forget_forever(self):
         while True:

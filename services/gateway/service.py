@@ -18,6 +18,7 @@ from bus import links, times
 from bus.config import public_url, setting
 from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
+from bus.heap import SettledHeap
 from bus.logs import CallContext
 from bus.messages import utc_now
 from services.gateway import calendar, link_pages, openapi, web
@@ -67,6 +68,7 @@ class GatewayService(web.WebApp):
     name = "gateway"
 
     context = CallContext()
+    heap = SettledHeap()
     config = Config()
     consul = ConsulRegistration(address_setting="WEB_SERVER_ADDRESS")
     workers = WorkerPool()

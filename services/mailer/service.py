@@ -6,6 +6,7 @@ from nameko.rpc import rpc
 from bus.announce import Announcer
 from bus.config import public_url, setting
 from bus.consul import ConsulRegistration
+from bus.heap import SettledHeap
 from bus.logs import CallContext
 from bus.messages import utc_now
 from bus.mongo import Mongo, database_health
@@ -23,6 +24,7 @@ class MailerService:
     announce = Announcer()
     post = Post()
     context = CallContext()
+    heap = SettledHeap()
     consul = ConsulRegistration()
     config = Config()
 

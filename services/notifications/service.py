@@ -12,6 +12,7 @@ from bus.announce import Announcer
 from bus.config import setting
 from bus.consul import ConsulRegistration
 from bus.errors import NotFound, Unavailable
+from bus.heap import SettledHeap
 from bus.logs import CallContext
 from bus.messages import utc_now
 from bus.mongo import Mongo, database_health
@@ -36,6 +37,7 @@ class NotificationsService:
     announce = Announcer()  # reminder_due: the reminders' lease covers a lost message
     clock = scheduler.Clock()
     context = CallContext()
+    heap = SettledHeap()
     consul = ConsulRegistration()
     config = Config()
     # Only for an event that has not reached the local copy yet (handlers.known_event).

@@ -6,6 +6,7 @@ with backoff and then parked for an operator (`invoke parked`, `invoke replay-pa
 from nameko.rpc import RpcProxy, rpc
 
 from bus.consul import ConsulRegistration
+from bus.heap import SettledHeap
 from bus.logs import CallContext
 from bus.mongo import Mongo, database_health
 from bus.reliable import subscribe
@@ -19,6 +20,7 @@ class SearchService:
     health = database_health
     events = RpcProxy("events")
     context = CallContext()
+    heap = SettledHeap()
     consul = ConsulRegistration()
 
     @subscribe("events", "event_created")

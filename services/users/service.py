@@ -8,6 +8,7 @@ from nameko.rpc import rpc
 
 import bus.reliable  # noqa: F401  nameko 2.14 fixes: a broker restart must not end the service
 from bus.consul import ConsulRegistration
+from bus.heap import SettledHeap
 from bus.logs import CallContext
 from bus.mongo import Mongo, database_health
 from bus.outbox import Outbox
@@ -22,6 +23,7 @@ class UsersService:
     outbox = Outbox([storage.USERS])
     config = Config()
     context = CallContext()
+    heap = SettledHeap()
     consul = ConsulRegistration()
 
     @rpc
