@@ -20,13 +20,14 @@ upserts, inserts keyed by their id, conditional updates).
 """
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
-from pymongo import MongoClient
+from pymongo import ASCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError
 
 from bus.config import flag, setting
 from bus.errors import ValidationError
 
 MAX_PAGE = 1000
+HEX = frozenset("0123456789abcdef")
 
 
 def connect(config, database_name):
@@ -82,14 +83,92 @@ def save_if_newer(collection, document, same_too=False):
 
 def page_by_id(collection, query, after_id=None, limit=500):
     """Documents matching ``query`` in id order after ``after_id``: the pages a read
-    model is rebuilt or caught up from (search.rebuild, the gateway's snapshots)."""
+    model is rebuilt or caught up from (search.rebuild, the gateway's snapshots).
+
+    Each page is read as bounded id ranges (``IdRanges``), never as "every id after
+    this one": SecantusDB reads all of those to return the first ``limit``, so a
+    snapshot of 100,000 events cost about 2 s a page and half an hour in all."""
     if after_id is not None and not isinstance(after_id, str):
         raise ValidationError({"after_id": ["Not a valid id."]})
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise ValidationError({"limit": [f"Must be an integer between 1 and {MAX_PAGE}."]})
-    if after_id is not None:
-        query = {**query, "_id": {"$gt": after_id}}
-    return list(collection.find(query, {"pending_events": 0}).sort("_id", 1).limit(limit))
+    found = []
+    for ids in _ID_RANGES.walk(collection.full_name, after_id, lambda: limit - len(found)):
+        page = list(collection.find({**query, "_id": ids} if ids else query, {"pending_events": 0})
+                    .sort("_id", 1).limit(limit - len(found)))
+        _ID_RANGES.learn(collection.full_name, ids, page, limit - len(found))
+        found.extend(page)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def ensure_id_pages(collection, live_field):
+    """The index page_by_id's ranges use. SecantusDB answers an ``_id`` range from an index
+    led by ``_id`` but not from its own ``_id_``: a page of 500 in 20,000 took 600 ms
+    without it, 18 ms with it (its explain says COLLSCAN either way). MongoDB would not
+    need it. It costs about 0.2 ms a write on SecantusDB (0.98 against 0.80 ms an
+    ``update_one``)."""
+    collection.create_index([("_id", ASCENDING), (live_field, ASCENDING)], name="id_pages")
+
+
+class IdRanges:
+    """The id ranges one page is read in: the ids are uuid4 hex strings, spread evenly
+    over 32 hex digits, so a range sized from the density of the last page holds about
+    the documents wanted. Only speed depends on it: the ranges are contiguous in string
+    order from ``after_id`` to the end, so any id is in one of them."""
+
+    SPACE = 16 ** 32
+    FIRST_GUESS = SPACE // 64  # no density known yet
+    MARGIN = 1.25  # read a little more than wanted, rather than two ranges
+
+    def __init__(self):
+        self.density = {}  # collection -> documents per unit of the id space
+
+    def walk(self, name, after_id, wanted):
+        """The ``_id`` conditions to read in turn ({} for everything); ``wanted()``
+        is how many documents are still to find."""
+        low = self._position(after_id)
+        if after_id is not None and low is None:  # not a uuid hex id: no ranges
+            yield {"$gt": after_id}
+            return
+        low = low or 0
+        while True:
+            density = self.density.get(name)
+            span = self.FIRST_GUESS if not density else int(wanted() * self.MARGIN / density) + 1
+            high = low + span
+            lower = {} if after_id is None and low == 0 else {"$gt": self._id(low)}
+            if high >= self.SPACE - 1:
+                yield lower  # the rest of the id space, and any id sorting after it
+                return
+            yield {**lower, "$lte": self._id(high)}
+            low = high
+
+    def learn(self, name, ids, page, wanted):
+        if "$lte" not in ids:
+            return
+        low = self._position(ids.get("$gt")) or 0
+        if len(page) >= wanted:  # the range held more: the page ends at its last id
+            end = self._position(page[-1]["_id"])
+            if end is None or end <= low:
+                return
+            self.density[name] = len(page) / (end - low)
+        else:
+            span = self._position(ids["$lte"]) - low
+            self.density[name] = max(len(page), 0.5) / span  # none: as if half of one
+
+    @staticmethod
+    def _position(identifier):
+        if isinstance(identifier, str) and len(identifier) == 32 and HEX.issuperset(identifier):
+            return int(identifier, 16)
+        return None
+
+    @staticmethod
+    def _id(position):
+        return format(position, "032x")
+
+
+_ID_RANGES = IdRanges()  # per process: how dense each collection's ids are
 
 
 @rpc

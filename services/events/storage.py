@@ -9,6 +9,7 @@ import pymongo
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
+from bus.mongo import ensure_id_pages
 from bus.outbox import outgoing
 
 DUPLICATE_KEY = 11000
@@ -21,6 +22,7 @@ def ensure_indexes(db):
     # a series' occurrences, soonest first (GET /series)
     db[COLLECTION].create_index([("series_id", pymongo.ASCENDING),
                                  ("starts_at", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)])
+    ensure_id_pages(db[COLLECTION], "deleted")  # all_events: rebuilds and snapshots
 
 
 def series_occurrences(db, series_id):

@@ -17,6 +17,8 @@ import json
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from bus.mongo import ensure_id_pages
+
 USERS = "users"
 # One document per throttle (a login name from one address, or one address); MongoDB
 # deletes it once its last attempt is older than the throttling window.
@@ -32,6 +34,7 @@ def ensure_indexes(db):
     # sparse: tombstones have neither key
     users.create_index("username_key", unique=True, sparse=True, name="username_unique")
     users.create_index("email_keys", unique=True, sparse=True, name="email_unique")
+    ensure_id_pages(users, "deleted_at")  # all_accounts: the gateways' snapshots
     db[LOGIN_ATTEMPTS].create_index("expires_at", expireAfterSeconds=0,
                                     name="login_attempts_expire")
     db[REQUESTS].create_index("expires_at", expireAfterSeconds=0, name="requests_expire")

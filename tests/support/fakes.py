@@ -305,6 +305,7 @@ class FakeCollection:
 
     def __init__(self, unique=(), name="collection"):
         self.name = name
+        self.full_name = f"fake.{name}"
         self.documents = {}  # _id -> document
         self.unique = list(unique)  # fields with a unique (sparse, multikey) index
         self.indexes = {"_id_": {"key": [("_id", 1)], "v": 2}}
