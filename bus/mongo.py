@@ -145,17 +145,17 @@ class IdRanges:
             low = high
 
     def learn(self, name, ids, page, wanted):
-        if "$lte" not in ids:
-            return
+        """Density from what a range held. Open-ended ranges count too: a density learnt
+        while the collection was small must not make every later page open-ended."""
         low = self._position(ids.get("$gt")) or 0
         if len(page) >= wanted:  # the range held more: the page ends at its last id
             end = self._position(page[-1]["_id"])
-            if end is None or end <= low:
-                return
-            self.density[name] = len(page) / (end - low)
-        else:
-            span = self._position(ids["$lte"]) - low
-            self.density[name] = max(len(page), 0.5) / span  # none: as if half of one
+            if end is not None and end > low:
+                self.density[name] = len(page) / (end - low)
+            return
+        high = self._position(ids["$lte"]) if "$lte" in ids else self.SPACE
+        if high is not None and high > low:
+            self.density[name] = max(len(page), 0.5) / (high - low)  # none: as if half of one
 
     @staticmethod
     def _position(identifier):

@@ -20,7 +20,7 @@ class CountingCollection(FakeCollection):
         self.queries = []
 
     def find(self, query=None, *args, **kwargs):
-        self.queries.append((query or {}).get("_id"))
+        self.queries.append((query or {}).get("_id") or {})
         return super().find(query, *args, **kwargs)
 
 
@@ -105,3 +105,17 @@ def test_bad_arguments_name_the_field(after_id, limit, field):
     with pytest.raises(ValidationError) as raised:
         page_by_id(collection_of([]), LIVE, after_id, limit)
     assert field in raised.value.details
+
+
+def test_a_density_learnt_on_a_small_collection_does_not_outlive_its_growth():
+    rng = random.Random(11)
+    name = uuid.uuid4().hex
+    read_all(collection_of([f"{rng.getrandbits(128):032x}" for _ in range(50)], name=name), 500)
+    grown = collection_of([f"{rng.getrandbits(128):032x}" for _ in range(20_000)], name=name)
+
+    pages = read_all(grown, 500)
+
+    assert sum(len(page) for page in pages) == 20_000
+    open_ended = [ids for ids in grown.queries if "$lte" not in ids]
+    assert len(open_ended) <= 3  # the first page's, then only at the very end
+    assert all(int(ids["$gt"], 16) > IdRanges.SPACE * 0.95 for ids in open_ended[1:])
