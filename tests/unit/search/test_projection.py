@@ -135,6 +135,22 @@ def test_changes_during_a_rebuild_reach_the_new_collection(db):
     assert queries.get(db, "1" * 32)["id"] == "1" * 32
 
 
+def test_a_rebuild_page_keeps_the_newer_of_its_copy_and_the_projections(db):
+    def all_events(after_id, limit):
+        if after_id is not None:
+            return []
+        # while this page travels, the projection stores a newer version of one event
+        # and a late, older version of another, in the collection being built
+        projection.apply(db, updated(an_event(id="1" * 32, version=3, title="Newer")))
+        projection.apply(db, created(an_event(id="2" * 32, version=1, title="Older")))
+        return [an_event(id=f"{i}" * 32, version=2, title=f"Page {i}") for i in (1, 2, 3)]
+
+    projection.rebuild(db, all_events)
+
+    assert [queries.get(db, f"{i}" * 32)["title"] for i in (1, 2, 3)] == \
+        ["Newer", "Page 2", "Page 3"]
+
+
 def test_only_one_rebuild_runs_at_a_time(db):
     def all_events(after_id, limit):
         with pytest.raises(Conflict):
