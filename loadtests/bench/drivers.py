@@ -237,6 +237,7 @@ class LagProbe(threading.Thread):
         self.gateways = set(known_gateways)
         self.samples = {"create": [], "update": []}
         self.not_visible = 0
+        self.last_misses = []  # per sample, ms: the last poll that counted and missed it
         self.errors = []
         self.stopping = threading.Event()
         self.minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(
@@ -295,6 +296,7 @@ class LagProbe(threading.Thread):
             self.gateways.add(writer)
         window = {"from": event["starts_at"], "to": _plus_one_second(event["starts_at"]),
                   "status": "all"}
+        missed = 0.0  # ms: when the last poll that counts did not see it yet
         while time.perf_counter() - acknowledged < self.GIVE_UP_SECONDS:
             # a fresh connection per poll (no session): spreads over SO_REUSEPORT processes
             poll = requests.get(f"{self.base_url}/events", params=window, timeout=30,
@@ -308,7 +310,12 @@ class LagProbe(threading.Thread):
                     i["id"] == event["id"] and i["version"] >= version
                     for i in poll.json()["items"]):
                 self.samples[kind].append((answered - acknowledged) * 1000)
+                # the lag itself lies between the two: far apart, the polls took that
+                # long to reach another process, not the write to get there
+                self.last_misses.append(missed)
                 return
+            if counts:
+                missed = (answered - acknowledged) * 1000
             time.sleep(self.POLL_SECONDS)
         self.not_visible += 1
 
@@ -323,6 +330,9 @@ class LagProbe(threading.Thread):
                             "p50_ms": _round(percentile(values, 0.5)),
                             "p99_ms": _round(percentile(values, 0.99)),
                             "max_ms": _round(values[-1] if values else None)}
+        misses = sorted(self.last_misses)
+        result["last_miss"] = {"p50_ms": _round(percentile(misses, 0.5)),
+                               "p99_ms": _round(percentile(misses, 0.99))}
         return result
 
 

@@ -112,6 +112,9 @@ def rows(results):
             add(f"projection lag during the mix, p99 (p50), {at}; {lag['mode']}", "—",
                 f"{_fmt(p99, ' ms')} ({_fmt(p50, ' ms')}, {lag['samples']} samples"
                 + (f", {lag['not_visible_in_10s']} never seen" if lag["not_visible_in_10s"]
+                   else "")
+                + (f"; the last poll that missed it: p50 {_fmt(lag['last_miss']['p50_ms'], ' ms')}"
+                   f", p99 {_fmt(lag['last_miss']['p99_ms'], ' ms')}" if "last_miss" in lag
                    else "") + ")", None, "<= 100 ms", met)
 
     for burst in results["bursts"]:
