@@ -147,7 +147,9 @@ class IdRanges:
     def learn(self, name, ids, page, wanted):
         """Density from what a range held. Open-ended ranges count too: a density learnt
         while the collection was small must not make every later page open-ended."""
-        low = self._position(ids.get("$gt")) or 0
+        low = self._position(ids["$gt"]) if "$gt" in ids else 0
+        if low is None:  # read after an id that is not uuid hex: no position to learn from
+            return
         if len(page) >= wanted:  # the range held more: the page ends at its last id
             end = self._position(page[-1]["_id"])
             if end is not None and end > low:
