@@ -21,7 +21,9 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from http.client import HTTPConnection
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -220,24 +222,29 @@ class LagProbe(threading.Thread):
     it (version 2); then the event is deleted. Probes start at their own minute four
     years ahead, so the poll (``from``/``to`` one second wide) finds only them.
 
-    Every poll opens a fresh connection, so on a SO_REUSEPORT port polls spread over
-    the gateway processes. When the gateway names itself (``X-EventPost-Gateway``)
-    and more than one process answers, only polls answered by a process other than
-    the one that acknowledged the write count; otherwise the lag is measured through
-    whichever process answers (``mode`` says which).
+    Writes go over fresh connections, so on a SO_REUSEPORT port they spread over
+    the gateway processes. Polls go over kept-alive connections, one held per
+    process (``X-EventPost-Gateway`` names it): the kernel picks a process per
+    connection, so a held connection reaches the same process every time. With
+    more than one process, each write is polled through a process other than the
+    one that acknowledged it (the lag across processes); otherwise through the one
+    there is (``mode`` says which).
     """
 
     POLL_SECONDS = 0.01
     GIVE_UP_SECONDS = 10.0
     PAUSE_SECONDS = 0.05
+    DISCOVERY_CONNECTIONS = 24  # fresh connections tried to find every process
 
     def __init__(self, base_url, headers, known_gateways=()):
         super().__init__(name="lag-probe", daemon=True)
         self.base_url, self.headers = base_url, headers
+        self.address = urlsplit(base_url)
         self.gateways = set(known_gateways)
+        self.held = {}  # gateway id -> its kept-alive HTTPConnection
         self.samples = {"create": [], "update": []}
         self.not_visible = 0
-        self.last_misses = []  # per sample, ms: the last poll that counted and missed it
+        self.polls_by_writer = 0  # cross-process polls the writer answered: should stay 0
         self.errors = []
         self.stopping = threading.Event()
         self.minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(
@@ -256,16 +263,55 @@ class LagProbe(threading.Thread):
         return f"through the same gateway (no {GATEWAY_HEADER} header)"
 
     def run(self):
-        while not self.stopping.is_set():
-            try:
-                self._one_sample()
-            except Exception as exc:  # a failed write is a figure too; go on
-                self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                self.stopping.wait(0.5)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._one_sample()
+                except Exception as exc:  # a failed write is a figure too; go on
+                    self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    self._let_go()  # a connection may be what failed: find them again
+                    self.stopping.wait(0.5)
+        finally:
+            self._let_go()
 
     def stop(self):
         self.stopping.set()
         self.join(self.GIVE_UP_SECONDS + 5)
+
+    def _hold_a_connection_per_process(self):
+        for _ in range(self.DISCOVERY_CONNECTIONS):
+            connection = HTTPConnection(self.address.hostname, self.address.port, timeout=30)
+            _, reader, _ = self._get(connection, "/events?limit=1")
+            if reader is None:  # the gateway names no process: any connection will do
+                self.held[None] = connection
+                return
+            if reader in self.held:
+                connection.close()
+            else:
+                self.held[reader] = connection
+                self.gateways.add(reader)
+            if len(self.held) == len(self.gateways) > 1:
+                return  # every process seen so far is held
+
+    def _let_go(self):
+        for connection in self.held.values():
+            connection.close()
+        self.held.clear()
+
+    def _get(self, connection, path):
+        """(status, answering gateway id, parsed JSON) over ``connection``."""
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        return (response.status, response.getheader(GATEWAY_HEADER),
+                json.loads(body) if response.status == 200 else None)
+
+    def _poller(self, writer):
+        """A held connection to a process other than the writer (when there is one)."""
+        if not self.held:
+            self._hold_a_connection_per_process()
+        others = [c for g, c in self.held.items() if g != writer]
+        return (others or list(self.held.values()))[0]
 
     def _one_sample(self):
         self.minute += timedelta(minutes=1)
@@ -294,35 +340,25 @@ class LagProbe(threading.Thread):
         writer = write_response.headers.get(GATEWAY_HEADER)
         if writer:
             self.gateways.add(writer)
-        window = {"from": event["starts_at"], "to": _plus_one_second(event["starts_at"]),
-                  "status": "all"}
-        missed = 0.0  # ms: when the last poll that counts did not see it yet
+        poller = self._poller(writer)
+        path = "/events?" + urlencode({"from": event["starts_at"], "status": "all",
+                                       "to": _plus_one_second(event["starts_at"])})
         while time.perf_counter() - acknowledged < self.GIVE_UP_SECONDS:
-            # a fresh connection per poll (no session): spreads over SO_REUSEPORT processes
-            poll = requests.get(f"{self.base_url}/events", params=window, timeout=30,
-                                headers={"Connection": "close"})
-            answered = time.perf_counter()
-            reader = poll.headers.get(GATEWAY_HEADER)
-            if reader:
-                self.gateways.add(reader)
-            counts = not (self.cross_process and reader == writer)
-            if counts and poll.status_code == 200 and any(
-                    i["id"] == event["id"] and i["version"] >= version
-                    for i in poll.json()["items"]):
-                self.samples[kind].append((answered - acknowledged) * 1000)
-                # the lag itself lies between the two: far apart, the polls took that
-                # long to reach another process, not the write to get there
-                self.last_misses.append(missed)
+            status, reader, page = self._get(poller, path)
+            if self.cross_process and reader == writer:
+                self.polls_by_writer += 1  # would make the figure a same-process lag
+            if status == 200 and any(i["id"] == event["id"] and i["version"] >= version
+                                     for i in page["items"]):
+                self.samples[kind].append((time.perf_counter() - acknowledged) * 1000)
                 return
-            if counts:
-                missed = (answered - acknowledged) * 1000
             time.sleep(self.POLL_SECONDS)
         self.not_visible += 1
 
     def figures(self):
         every = sorted(self.samples["create"] + self.samples["update"])
         result = {"samples": len(every), "not_visible_in_10s": self.not_visible,
-                  "mode": self.mode, "gateways_seen": sorted(self.gateways),
+                  "polls_by_writer": self.polls_by_writer, "mode": self.mode,
+                  "gateways_seen": sorted(self.gateways),
                   "errors": self.errors[:5], "error_count": len(self.errors)}
         for kind, values in (("all", every), *self.samples.items()):
             values = sorted(values)
@@ -330,9 +366,6 @@ class LagProbe(threading.Thread):
                             "p50_ms": _round(percentile(values, 0.5)),
                             "p99_ms": _round(percentile(values, 0.99)),
                             "max_ms": _round(values[-1] if values else None)}
-        misses = sorted(self.last_misses)
-        result["last_miss"] = {"p50_ms": _round(percentile(misses, 0.5)),
-                               "p99_ms": _round(percentile(misses, 0.99))}
         return result
 
 

@@ -304,7 +304,7 @@ class Bench:
             for kind in merged.samples:
                 merged.samples[kind] += each.samples[kind]
             merged.not_visible += each.not_visible
-            merged.last_misses += each.last_misses
+            merged.polls_by_writer += each.polls_by_writer
             merged.errors += each.errors
             merged.gateways |= each.gateways
         self.results["lag"][str(size)] = merged.figures()
