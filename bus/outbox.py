@@ -4,7 +4,8 @@ A handler writes the changed document and its outgoing message in one atomic
 update (``{"$push": {"pending_events": message}}`` beside the ``$set``), so a
 crash can never keep one without the other. The ``Outbox`` dependency then
 publishes the document's pending messages, outside the command's reply path and in
-batches, and pulls them off once RabbitMQ has confirmed them. A sweeper in every
+batches (``BatchPublisher``: a batch's confirms are awaited together), and pulls them
+off once RabbitMQ has confirmed them. A sweeper in every
 service instance republishes messages left behind by a crash. Delivery is
 at-least-once; consumers are idempotent (``version`` and ``event_id`` in bus.messages).
 """
@@ -14,7 +15,7 @@ from datetime import timedelta
 
 import eventlet
 import eventlet.event
-from kombu import Queue
+from kombu import Connection, Producer, Queue
 from kombu.common import maybe_declare
 from nameko.amqp.publish import get_connection
 from nameko.events import EventDispatcher
@@ -47,6 +48,92 @@ def consumer_queues(source_service, config):
         if source == source_service
         for consumer in consumers
     ]
+
+
+class PublishRefused(Exception):
+    """The broker refused (or did not confirm in time) some messages of a batch; they
+    stay in their documents for the sweeper."""
+
+
+class BatchPublisher:
+    """Publishes many messages on one channel in confirm mode, then waits for all their
+    confirms at once: one broker round trip a batch, where nameko's publisher waits
+    for each message's confirm before it sends the next (measured under the seed mix:
+    6 ms p50, 18 ms p90 a confirm, so a batch of a few took tens of ms).
+
+    The connection is the relay's own (one greenthread uses it) and is made again
+    after any failure. Messages are what nameko's EventDispatcher sends: the same
+    exchange, routing key, headers, serializer and delivery mode."""
+
+    CONFIRM_SECONDS = 10.0
+
+    def __init__(self, amqp_uri, ssl, exchange, serializer, delivery_mode):
+        self.amqp_uri, self.ssl, self.exchange = amqp_uri, ssl, exchange
+        self.serializer, self.delivery_mode = serializer, delivery_mode
+        self._connection = None
+
+    def publish_all(self, messages):
+        """``messages``: [(payload, routing key, headers)]. Returns, per message, True
+        if the broker confirmed it; raises only if the connection failed."""
+        try:
+            return self._publish_all(messages)
+        except Exception:
+            self.close()  # what state the channel is in is unknown: start afresh
+            raise
+
+    def _publish_all(self, messages):
+        producer = self._producer()
+        first = self._sent + 1
+        # waited for before it is sent: a publish may read the confirms of earlier ones
+        waiting, self._refused = self._waiting, set()
+        for payload, routing_key, headers in messages:
+            self._sent += 1
+            waiting.add(self._sent)
+            producer.publish(payload, routing_key=routing_key, headers=headers,
+                             delivery_mode=self.delivery_mode, retry=False)
+        deadline = time.monotonic() + self.CONFIRM_SECONDS
+        while waiting and time.monotonic() < deadline:
+            try:
+                self._connection.drain_events(timeout=deadline - time.monotonic())
+            except TimeoutError:
+                break
+        if waiting:  # not confirmed in time: treat as refused, on a fresh channel next
+            self.close()
+        return [tag not in waiting and tag not in self._refused
+                for tag in range(first, first + len(messages))]
+
+    def _producer(self):
+        if self._connection is None:
+            connection = Connection(self.amqp_uri, ssl=self.ssl)
+            channel = connection.channel()
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            self._connection, self._sent = connection, 0
+            self._waiting, self._refused = set(), set()
+            self._producer_on = Producer(channel, exchange=self.exchange,
+                                         serializer=self.serializer, auto_declare=False)
+        return self._producer_on
+
+    def _settle(self, delivery_tag, multiple):
+        settled = ({t for t in self._waiting if t <= delivery_tag} if multiple
+                   else {delivery_tag} & self._waiting)
+        self._waiting -= settled
+        return settled
+
+    def _on_ack(self, delivery_tag, multiple):
+        self._settle(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag, multiple):
+        self._refused |= self._settle(delivery_tag, multiple)
+
+    def close(self):
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.release()
+            except Exception:  # gone already
+                pass
 
 
 class Outbox(EventDispatcher):
@@ -85,6 +172,8 @@ class Outbox(EventDispatcher):
         self._published = {collection: {} for collection in self.collections}
         self._pull_at = None
         self._wake = eventlet.event.Event()
+        self._batches = BatchPublisher(self.amqp_uri, ssl, self.exchange,
+                                       self.publisher.serializer, self.publisher.delivery_mode)
 
     def start(self):
         self.mongo = next(d for d in self.container.dependencies if isinstance(d, Mongo))
@@ -105,11 +194,13 @@ class Outbox(EventDispatcher):
                 self.pull_published()
             except Exception:  # the sweeper of this or another instance will
                 log.exception("outbox: publishing on stop failed; left to the sweeper")
+        self._batches.close()
 
     def kill(self):
         thread = getattr(self, "_relay_thread", None)
         if thread is not None:
             thread.kill()
+        self._batches.close()
 
     def get_dependency(self, worker_ctx):
         headers = self.get_message_headers(worker_ctx)
@@ -146,22 +237,41 @@ class Outbox(EventDispatcher):
             {**query, f"{PENDING}.0": {"$exists": True}}, {PENDING: 1}).limit(self.BATCH))
         published = self._published[collection]
         try:
-            for document in documents:
-                out = published.setdefault(document["_id"], [])
-                for message in document[PENDING]:
-                    if message["event_id"] in out:
-                        continue
-                    self.publisher.publish(
-                        message, exchange=self.exchange, routing_key=message["event_type"],
-                        extra_headers=(headers or {}).get(document["_id"], {}),
-                    )
-                    out.append(message["event_id"])
+            self._publish_in_order(documents, published, headers or {})
         finally:  # pull what went out, even if a later publish failed
             if pull_now or len(published) >= self.BATCH:
                 self.pull_published(collection)
             elif self._pull_at is None:
                 self._pull_at = time.monotonic() + self.PULL_DELAY
         return len(documents)
+
+    def _publish_in_order(self, documents, published, headers):
+        """Publish each document's messages not out yet, in the order stored. A round
+        sends the next message of every document at once and awaits their confirms
+        together; a document whose message was refused sends nothing more this time
+        (the sweeper tries again), so no message overtakes an earlier one of its
+        document. Records in ``published`` what the broker confirmed."""
+        waiting = {document["_id"]: [m for m in document[PENDING]
+                                     if m["event_id"] not in published.get(document["_id"], ())]
+                   for document in documents}
+        refused = 0
+        while True:
+            round_ = [(document_id, messages.pop(0))
+                      for document_id, messages in waiting.items() if messages]
+            if not round_:
+                break
+            confirmed = self._batches.publish_all(
+                [(message, message["event_type"], headers.get(document_id, {}))
+                 for document_id, message in round_])
+            for (document_id, message), ok in zip(round_, confirmed, strict=True):
+                if ok:
+                    published.setdefault(document_id, []).append(message["event_id"])
+                else:
+                    refused += 1 + len(waiting[document_id])
+                    waiting[document_id] = []
+        if refused:
+            raise PublishRefused(f"{refused} messages refused or not confirmed; "
+                                 "left to the sweeper")
 
     def pull_published(self, *collections):
         """Pull from their documents the messages published so far (of every
