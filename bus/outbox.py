@@ -28,6 +28,7 @@ from bus.mongo import Mongo
 log = logging.getLogger(__name__)
 
 PENDING = "pending_events"
+RELAY_CONNECTION_NAME = "eventpost outbox relay"  # as RabbitMQ's management UI shows it
 
 
 def outgoing(*messages):
@@ -104,7 +105,8 @@ class BatchPublisher:
 
     def _producer(self):
         if self._connection is None:
-            connection = Connection(self.amqp_uri, ssl=self.ssl)
+            connection = Connection(self.amqp_uri, ssl=self.ssl, transport_options={
+                "client_properties": {"connection_name": RELAY_CONNECTION_NAME}})
             channel = connection.channel()
             channel.confirm_select()
             channel.events["basic_ack"].add(self._on_ack)

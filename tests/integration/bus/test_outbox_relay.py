@@ -13,7 +13,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from bus.messages import new_message
 from bus.mongo import Mongo
-from bus.outbox import PENDING, Outbox, outgoing
+from bus.outbox import PENDING, RELAY_CONNECTION_NAME, Outbox, outgoing
 from tests.support.queues import take
 from tests.support.waiting import wait_for
 
@@ -115,3 +115,24 @@ def test_a_refused_publish_stays_with_what_follows_it_until_the_sweeper_gets_it_
     assert wait_for(lambda: outbox_of(db, "u1") == [])
     assert received(service_config, 1) == [third]
     assert received(service_config, 1, timeout=0) == []
+
+
+def test_after_the_broker_drops_the_relays_connection_what_follows_still_goes_out_once(
+        writer, service_config, rabbit_manager):
+    proxy, db = writer
+    first = proxy.store(["u1"])
+    assert received(service_config, 1) == first
+
+    def relay_connections():  # the management API lists a connection within seconds
+        return [c["name"] for c in rabbit_manager.get_connections()
+                if c["vhost"] == service_config["vhost"]
+                and c.get("client_properties", {}).get("connection_name")
+                == RELAY_CONNECTION_NAME]
+
+    assert wait_for(relay_connections, timeout=20)
+    rabbit_manager.delete_connection(relay_connections()[0])
+
+    later = proxy.store(["u1", "u2"])
+    assert sorted(received(service_config, 2, timeout=20)) == sorted(later)
+    assert wait_for(lambda: outbox_of(db, "u1") == [] and outbox_of(db, "u2") == [])
+    assert received(service_config, 1, timeout=1) == []  # none twice
