@@ -358,6 +358,7 @@ class LagProbe(threading.Thread):
         every = sorted(self.samples["create"] + self.samples["update"])
         result = {"samples": len(every), "not_visible_in_10s": self.not_visible,
                   "polls_by_writer": self.polls_by_writer, "mode": self.mode,
+                  "cross_process": self.cross_process,
                   "gateways_seen": sorted(self.gateways),
                   "errors": self.errors[:5], "error_count": len(self.errors)}
         for kind, values in (("all", every), *self.samples.items()):

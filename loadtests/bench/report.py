@@ -108,13 +108,19 @@ def rows(results):
         lag = results["lag"].get(str(size))
         if lag:
             p99, p50 = lag["all"]["p99_ms"], lag["all"]["p50_ms"]
-            met = None if p99 is None else (p99 <= 100 and lag["not_visible_in_10s"] == 0)
+            # the target is the lag across processes: through one process it is a figure
+            # for reference, not the target met
+            across = lag.get("cross_process", False)
+            met = None if p99 is None or not across else (
+                p99 <= 100 and lag["not_visible_in_10s"] == 0)
             add(f"projection lag during the mix, p99 (p50), {at}; {lag['mode']}", "—",
                 f"{_fmt(p99, ' ms')} ({_fmt(p50, ' ms')}, {lag['samples']} samples"
                 + (f", {lag['not_visible_in_10s']} never seen" if lag["not_visible_in_10s"]
                    else "")
                 + (f", {lag['polls_by_writer']} polls answered by the writer"
-                   if lag.get("polls_by_writer") else "") + ")", None, "<= 100 ms", met)
+                   if lag.get("polls_by_writer") else "") + ")", None,
+                "<= 100 ms" if across else
+                "<= 100 ms through another process (--instances gateway=2)", met)
 
     for burst in results["bursts"]:
         cells = {}
