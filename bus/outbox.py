@@ -113,9 +113,11 @@ class BatchPublisher:
             channel.events["basic_nack"].add(self._on_nack)
             self._connection, self._sent = connection, 0
             self._waiting, self._refused = set(), set()
-            self._producer_on = Producer(channel, exchange=self.exchange,
-                                         serializer=self.serializer, auto_declare=False)
-        return self._producer_on
+            # declares the exchange once per connection, as nameko's publisher did on
+            # every publish: a service nobody consumes from has no queue that declared it
+            self._channel_producer = Producer(channel, exchange=self.exchange,
+                                              serializer=self.serializer, auto_declare=True)
+        return self._channel_producer
 
     def _settle(self, delivery_tag, multiple):
         settled = ({t for t in self._waiting if t <= delivery_tag} if multiple
